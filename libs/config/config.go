@@ -1,0 +1,215 @@
+// Package config reads Runyard's configuration from environment variables: one typed struct,
+// parsed and validated once at start-up, with every variable documented by a default and a
+// description so that docs, deployment files and tests can be checked against it.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Mode is the way a process runs: all services in one process, or one service alone.
+type Mode string
+
+// Modes accepted by the runyard binary.
+const (
+	ModeStandalone Mode = "standalone"
+	ModeGateway    Mode = "gateway"
+	ModeExecutor   Mode = "executor"
+	ModeSyncWorker Mode = "syncworker"
+)
+
+// Config is the whole configuration of a Runyard process.
+type Config struct {
+	HTTPAddr         string
+	DataDir          string
+	NATSURL          string
+	NATSAddr         string
+	MongoURI         string
+	MongoDatabase    string
+	AdminAPIKey      string
+	DefaultSpace     string
+	LogLevel         string
+	CommandWait      time.Duration
+	ExecutorWorkers  int
+	MaxBodyBytes     int
+	ShutdownTimeout  time.Duration
+	EventMaxAge      time.Duration
+	EventMaxBytes    int64
+	BlockLogMaxBytes int
+
+	raw map[string]string // the values read, for logging
+}
+
+// Var documents one environment variable.
+type Var struct {
+	Name        string
+	Default     string
+	Description string
+	Secret      bool
+	set         func(c *Config, v string) error
+}
+
+// Vars lists every environment variable Runyard reads, in name order.
+func Vars() []Var {
+	vs := append([]Var(nil), vars...)
+	sort.Slice(vs, func(i, j int) bool { return vs[i].Name < vs[j].Name })
+	return vs
+}
+
+var vars = []Var{
+	{Name: "RUNYARD_HTTP_ADDR", Default: ":6789", Description: "address the gateway's HTTP server listens on",
+		set: func(c *Config, v string) error { c.HTTPAddr = v; return checkAddr(v) }},
+	{Name: "RUNYARD_DATA_DIR", Default: "./runyard-data", Description: "directory of the standalone binary's embedded NATS and store data",
+		set: func(c *Config, v string) error { c.DataDir = v; return nonEmpty(v) }},
+	{Name: "RUNYARD_NATS_URL", Default: "", Description: "NATS server URL(s), comma-separated; unset in standalone mode means an embedded server",
+		set: func(c *Config, v string) error { c.NATSURL = v; return checkURLs(v, "nats", "tls", "ws", "wss") }},
+	{Name: "RUNYARD_NATS_ADDR", Default: "127.0.0.1:4222", Description: "client address of the embedded NATS server (standalone mode without RUNYARD_NATS_URL)",
+		set: func(c *Config, v string) error { c.NATSAddr = v; return checkAddr(v) }},
+	{Name: "RUNYARD_MONGO_URI", Default: "", Description: "MongoDB connection string; unset in standalone mode means the embedded store", Secret: true,
+		set: func(c *Config, v string) error { c.MongoURI = v; return checkURLs(v, "mongodb", "mongodb+srv") }},
+	{Name: "RUNYARD_MONGO_DATABASE", Default: "runyard", Description: "MongoDB database name",
+		set: func(c *Config, v string) error { c.MongoDatabase = v; return nonEmpty(v) }},
+	{Name: "RUNYARD_ADMIN_API_KEY", Default: "", Description: "when set, an admin API key with exactly this value exists after start-up; when unset and no key exists, one is generated and printed once", Secret: true,
+		set: func(c *Config, v string) error {
+			c.AdminAPIKey = v
+			if v != "" && len(v) < 16 {
+				return errors.New("must be at least 16 characters")
+			}
+			return nil
+		}},
+	{Name: "RUNYARD_DEFAULT_SPACE", Default: "default", Description: "space that the Mage-compatible API works in when a request names none",
+		set: func(c *Config, v string) error { c.DefaultSpace = v; return nonEmpty(v) }},
+	{Name: "RUNYARD_LOG_LEVEL", Default: "info", Description: "log level: trace, debug, info, warn, error",
+		set: func(c *Config, v string) error {
+			c.LogLevel = v
+			_, err := zerolog.ParseLevel(v)
+			return err
+		}},
+	{Name: "RUNYARD_COMMAND_WAIT", Default: "5s", Description: "how long the gateway waits for a command's outcome before answering 202 with a command to poll",
+		set: func(c *Config, v string) (err error) { c.CommandWait, err = positiveDuration(v); return err }},
+	{Name: "RUNYARD_EXECUTOR_WORKERS", Default: "32", Description: "block runs one executor process executes at once",
+		set: func(c *Config, v string) (err error) { c.ExecutorWorkers, err = positiveInt(v, 1, 4096); return err }},
+	{Name: "RUNYARD_MAX_BODY_BYTES", Default: "1048576", Description: "largest request body the gateway accepts, in bytes",
+		set: func(c *Config, v string) (err error) { c.MaxBodyBytes, err = positiveInt(v, 1024, 64<<20); return err }},
+	{Name: "RUNYARD_SHUTDOWN_TIMEOUT", Default: "10s", Description: "how long in-flight work may take to finish after SIGTERM",
+		set: func(c *Config, v string) (err error) { c.ShutdownTimeout, err = positiveDuration(v); return err }},
+	{Name: "RUNYARD_EVENT_MAX_AGE", Default: "168h", Description: "how long the event stream keeps events",
+		set: func(c *Config, v string) (err error) { c.EventMaxAge, err = positiveDuration(v); return err }},
+	{Name: "RUNYARD_EVENT_MAX_BYTES", Default: "1073741824", Description: "how many bytes the event stream keeps",
+		set: func(c *Config, v string) error {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil || n < 1<<20 {
+				return errors.New("must be a whole number of bytes, at least 1048576")
+			}
+			c.EventMaxBytes = n
+			return nil
+		}},
+	{Name: "RUNYARD_BLOCK_LOG_MAX_BYTES", Default: "1048576", Description: "how much of a block run's output is kept, in bytes",
+		set: func(c *Config, v string) (err error) { c.BlockLogMaxBytes, err = positiveInt(v, 1024, 64<<20); return err }},
+}
+
+// Load reads the configuration through lookup (os.LookupEnv in production) and validates it
+// for mode. Every problem is reported, each naming its variable.
+func Load(mode Mode, lookup func(string) (string, bool)) (Config, error) {
+	c := Config{raw: make(map[string]string, len(vars))}
+	var problems []string
+	for _, v := range vars {
+		val, ok := lookup(v.Name)
+		if !ok {
+			val = v.Default
+		}
+		val = strings.TrimSpace(val)
+		c.raw[v.Name] = val
+		if val == "" && v.Default == "" {
+			continue
+		}
+		if err := v.set(&c, val); err != nil {
+			problems = append(problems, fmt.Sprintf("%s=%q: %v", v.Name, mask(v, val), err))
+		}
+	}
+	if mode != ModeStandalone {
+		if c.NATSURL == "" {
+			problems = append(problems, fmt.Sprintf("RUNYARD_NATS_URL: required when running %s alone", mode))
+		}
+		if c.MongoURI == "" {
+			problems = append(problems, fmt.Sprintf("RUNYARD_MONGO_URI: required when running %s alone", mode))
+		}
+	}
+	if len(problems) > 0 {
+		return Config{}, fmt.Errorf("config: %s", strings.Join(problems, "; "))
+	}
+	return c, nil
+}
+
+// Log writes the effective configuration to l with secrets masked.
+func (c Config) Log(l zerolog.Logger) {
+	e := l.Info()
+	d := zerolog.Dict()
+	for _, v := range Vars() {
+		d.Str(v.Name, mask(v, c.raw[v.Name]))
+	}
+	e.Dict("config", d).Msg("configuration")
+}
+
+func mask(v Var, val string) string {
+	if v.Secret && val != "" {
+		return "****"
+	}
+	return val
+}
+
+func nonEmpty(v string) error {
+	if v == "" {
+		return errors.New("must not be empty")
+	}
+	return nil
+}
+
+func checkAddr(v string) error {
+	if _, _, err := net.SplitHostPort(v); err != nil {
+		return fmt.Errorf("must be host:port: %w", err)
+	}
+	return nil
+}
+
+func checkURLs(v string, schemes ...string) error {
+	for _, part := range strings.Split(v, ",") {
+		u, err := url.Parse(strings.TrimSpace(part))
+		if err != nil {
+			return fmt.Errorf("not a URL: %w", err)
+		}
+		ok := false
+		for _, s := range schemes {
+			ok = ok || u.Scheme == s
+		}
+		if !ok || u.Host == "" {
+			return fmt.Errorf("must be a URL with scheme %s and a host", strings.Join(schemes, " or "))
+		}
+	}
+	return nil
+}
+
+func positiveDuration(v string) (time.Duration, error) {
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		return 0, errors.New("must be a positive duration such as 5s or 2m")
+	}
+	return d, nil
+}
+
+func positiveInt(v string, lo, hi int) (int, error) {
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, fmt.Errorf("must be a whole number from %d to %d", lo, hi)
+	}
+	return n, nil
+}

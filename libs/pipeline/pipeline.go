@@ -1,0 +1,250 @@
+// Package pipeline defines a native pipeline: a named DAG of blocks, each executed by a runner,
+// and the rules that make a pipeline definition valid.
+package pipeline
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"regexp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/runyard/runyard/libs/validation"
+)
+
+// Runner kinds.
+const (
+	KindNoop    = "noop"
+	KindSleep   = "sleep"
+	KindCommand = "command"
+	KindHTTP    = "http"
+)
+
+// Kinds lists the runner kinds a block may use.
+var Kinds = []string{KindNoop, KindSleep, KindCommand, KindHTTP}
+
+// Limits on a definition, so that one pipeline cannot exhaust the store or a worker.
+const (
+	MaxBlocks         = 500
+	MaxSleepSeconds   = 24 * 60 * 60
+	MaxTimeoutSeconds = 7 * 24 * 60 * 60
+)
+
+// Pipeline is a native pipeline definition.
+type Pipeline struct {
+	Space       string         `json:"space" bson:"space"`
+	UUID        string         `json:"uuid" bson:"uuid"`
+	Name        string         `json:"name" bson:"name"`
+	Description string         `json:"description" bson:"description"`
+	Variables   map[string]any `json:"variables" bson:"variables"`
+	Blocks      []Block        `json:"blocks" bson:"blocks"`
+	CreatedAt   time.Time      `json:"created_at" bson:"created_at"`
+	UpdatedAt   time.Time      `json:"updated_at" bson:"updated_at"`
+	Version     int64          `json:"version" bson:"version"`
+}
+
+// Block is one node of a pipeline's DAG.
+type Block struct {
+	UUID           string   `json:"uuid" bson:"uuid"`
+	Name           string   `json:"name" bson:"name"`
+	Type           string   `json:"type" bson:"type"`
+	UpstreamBlocks []string `json:"upstream_blocks" bson:"upstream_blocks"`
+	Runner         Runner   `json:"runner" bson:"runner"`
+}
+
+// Runner says how a block is executed. Which fields apply depends on Kind.
+type Runner struct {
+	Kind string `json:"kind" bson:"kind"`
+	// sleep
+	Seconds float64 `json:"seconds,omitempty" bson:"seconds,omitempty"`
+	// command
+	Command []string          `json:"command,omitempty" bson:"command,omitempty"`
+	Env     map[string]string `json:"env,omitempty" bson:"env,omitempty"`
+	Dir     string            `json:"dir,omitempty" bson:"dir,omitempty"`
+	// http
+	Method  string            `json:"method,omitempty" bson:"method,omitempty"`
+	URL     string            `json:"url,omitempty" bson:"url,omitempty"`
+	Headers map[string]string `json:"headers,omitempty" bson:"headers,omitempty"`
+	Body    string            `json:"body,omitempty" bson:"body,omitempty"`
+	// command and http: seconds before the attempt is abandoned; 0 means no limit.
+	Timeout float64 `json:"timeout,omitempty" bson:"timeout,omitempty"`
+}
+
+var uuidPattern = regexp.MustCompile(`^[A-Za-z0-9_][A-Za-z0-9_-]{0,254}$`)
+
+// Normalize fills defaults a client may leave out: names default to uuids, a block's type to
+// "custom", an http runner's method to GET.
+func (p *Pipeline) Normalize() {
+	p.UUID = strings.TrimSpace(p.UUID)
+	if p.Name == "" {
+		p.Name = p.UUID
+	}
+	if p.Variables == nil {
+		p.Variables = map[string]any{}
+	}
+	for i := range p.Blocks {
+		b := &p.Blocks[i]
+		b.UUID = strings.TrimSpace(b.UUID)
+		if b.Name == "" {
+			b.Name = b.UUID
+		}
+		if b.Type == "" {
+			b.Type = "custom"
+		}
+		if b.UpstreamBlocks == nil {
+			b.UpstreamBlocks = []string{}
+		}
+		if b.Runner.Kind == KindHTTP && b.Runner.Method == "" {
+			b.Runner.Method = http.MethodGet
+		}
+		b.Runner.Method = strings.ToUpper(b.Runner.Method)
+	}
+}
+
+// Validate reports every problem with the definition; field paths start at prefix (the
+// request's envelope key, e.g. "pipeline").
+func (p *Pipeline) Validate(prefix string) error {
+	var errs validation.Errors
+	if !uuidPattern.MatchString(p.UUID) {
+		errs.Add(prefix+".uuid", "must be 1-255 characters of letters, digits, '_' or '-', not starting with '-'")
+	}
+	if len(p.Name) > 255 {
+		errs.Add(prefix+".name", "must be at most 255 characters")
+	}
+	if len(p.Blocks) > MaxBlocks {
+		errs.Add(prefix+".blocks", "must have at most %d blocks", MaxBlocks)
+		return errs.Err()
+	}
+	seen := make(map[string]int, len(p.Blocks))
+	for i, b := range p.Blocks {
+		f := fmt.Sprintf("%s.blocks[%d]", prefix, i)
+		switch j, dup := seen[b.UUID]; {
+		case !uuidPattern.MatchString(b.UUID):
+			errs.Add(f+".uuid", "must be 1-255 characters of letters, digits, '_' or '-', not starting with '-'")
+		case dup:
+			errs.Add(f+".uuid", "duplicate block uuid %q (also blocks[%d])", b.UUID, j)
+		default:
+			seen[b.UUID] = i
+		}
+		b.Runner.validate(f+".runner", &errs)
+	}
+	for i, b := range p.Blocks {
+		f := fmt.Sprintf("%s.blocks[%d].upstream_blocks", prefix, i)
+		for _, up := range b.UpstreamBlocks {
+			if _, ok := seen[up]; !ok {
+				errs.Add(f, "block %q names unknown upstream block %q", b.UUID, up)
+			} else if up == b.UUID {
+				errs.Add(f, "block %q lists itself as upstream", b.UUID)
+			}
+		}
+		if dups := duplicates(b.UpstreamBlocks); len(dups) > 0 {
+			errs.Add(f, "block %q lists upstream %q more than once", b.UUID, dups[0])
+		}
+	}
+	if len(errs) == 0 {
+		if cycle := p.findCycle(); cycle != nil {
+			errs.Add(prefix+".blocks", "upstream_blocks form a cycle: %s", strings.Join(cycle, " -> "))
+		}
+	}
+	return errs.Err()
+}
+
+func (r Runner) validate(f string, errs *validation.Errors) {
+	switch r.Kind {
+	case KindNoop:
+	case KindSleep:
+		if r.Seconds < 0 || r.Seconds > MaxSleepSeconds {
+			errs.Add(f+".seconds", "must be from 0 to %d", MaxSleepSeconds)
+		}
+	case KindCommand:
+		if len(r.Command) == 0 || r.Command[0] == "" {
+			errs.Add(f+".command", "must be a non-empty argument list, e.g. [\"sh\", \"-c\", \"echo hi\"]")
+		}
+		for k := range r.Env {
+			if k == "" || strings.ContainsAny(k, "=\x00") {
+				errs.Add(f+".env", "variable name %q is not valid", k)
+			}
+		}
+	case KindHTTP:
+		if !slices.Contains([]string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"}, r.Method) {
+			errs.Add(f+".method", "must be one of GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS")
+		}
+		if u, err := url.Parse(r.URL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs.Add(f+".url", "must be an absolute http or https URL")
+		}
+	case "":
+		errs.Add(f+".kind", "is required: one of %s", strings.Join(Kinds, ", "))
+	default:
+		errs.Add(f+".kind", "unknown runner kind %q: must be one of %s", r.Kind, strings.Join(Kinds, ", "))
+	}
+	if r.Timeout < 0 || r.Timeout > MaxTimeoutSeconds {
+		errs.Add(f+".timeout", "must be from 0 to %d seconds", MaxTimeoutSeconds)
+	}
+}
+
+func duplicates(xs []string) []string {
+	seen := make(map[string]bool, len(xs))
+	var d []string
+	for _, x := range xs {
+		if seen[x] {
+			d = append(d, x)
+		}
+		seen[x] = true
+	}
+	return d
+}
+
+// findCycle returns the blocks of one cycle, first block repeated at the end, or nil.
+func (p *Pipeline) findCycle() []string {
+	const (
+		unvisited = iota
+		onPath
+		done
+	)
+	state := make(map[string]int, len(p.Blocks))
+	ups := make(map[string][]string, len(p.Blocks))
+	for _, b := range p.Blocks {
+		ups[b.UUID] = b.UpstreamBlocks
+	}
+	var path []string
+	var visit func(string) []string
+	visit = func(u string) []string {
+		state[u] = onPath
+		path = append(path, u)
+		for _, up := range ups[u] {
+			switch state[up] {
+			case onPath:
+				i := slices.Index(path, up)
+				return append(slices.Clone(path[i:]), up)
+			case unvisited:
+				if c := visit(up); c != nil {
+					return c
+				}
+			}
+		}
+		path = path[:len(path)-1]
+		state[u] = done
+		return nil
+	}
+	for _, b := range p.Blocks {
+		if state[b.UUID] == unvisited {
+			if c := visit(b.UUID); c != nil {
+				slices.Reverse(c)
+				return c
+			}
+		}
+	}
+	return nil
+}
+
+// Block returns the block with the given uuid.
+func (p *Pipeline) Block(uuid string) (Block, bool) {
+	for _, b := range p.Blocks {
+		if b.UUID == uuid {
+			return b, true
+		}
+	}
+	return Block{}, false
+}

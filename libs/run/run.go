@@ -1,0 +1,85 @@
+// Package run defines pipeline runs and block runs, their statuses, and the pure rules that
+// advance a run through its pipeline's block DAG.
+package run
+
+import (
+	"errors"
+	"time"
+
+	"github.com/runyard/runyard/libs/pipeline"
+)
+
+// Status is the status of a pipeline run or a block run.
+type Status string
+
+// Pipeline-run statuses: initial → running → completed | failed | cancelled.
+// Block-run statuses add queued and upstream_failed.
+const (
+	StatusInitial        Status = "initial"
+	StatusQueued         Status = "queued"
+	StatusRunning        Status = "running"
+	StatusCompleted      Status = "completed"
+	StatusFailed         Status = "failed"
+	StatusCancelled      Status = "cancelled"
+	StatusUpstreamFailed Status = "upstream_failed"
+)
+
+// Terminal reports whether nothing more happens to a run or block run in status s.
+func (s Status) Terminal() bool {
+	switch s {
+	case StatusCompleted, StatusFailed, StatusCancelled, StatusUpstreamFailed:
+		return true
+	}
+	return false
+}
+
+// ErrNoChange is returned by an update closure that finds nothing to change (the transition it
+// wanted already happened, or is no longer allowed); the store then writes nothing.
+var ErrNoChange = errors.New("run: no change")
+
+// PipelineRun is one execution of a pipeline.
+type PipelineRun struct {
+	ID                 int64            `json:"id" bson:"_id"`
+	Space              string           `json:"space" bson:"space"`
+	PipelineUUID       string           `json:"pipeline_uuid" bson:"pipeline_uuid"`
+	PipelineScheduleID int64            `json:"pipeline_schedule_id" bson:"pipeline_schedule_id"`
+	CommandID          string           `json:"command_id" bson:"command_id"`
+	ExecutionDate      time.Time        `json:"execution_date" bson:"execution_date"`
+	Status             Status           `json:"status" bson:"status"`
+	StartedAt          *time.Time       `json:"started_at" bson:"started_at"`
+	CompletedAt        *time.Time       `json:"completed_at" bson:"completed_at"`
+	Variables          map[string]any   `json:"variables" bson:"variables"`
+	EventVariables     map[string]any   `json:"event_variables" bson:"event_variables"`
+	Metrics            map[string]any   `json:"metrics" bson:"metrics"`
+	PassedSLA          bool             `json:"passed_sla" bson:"passed_sla"`
+	BackfillID         *int64           `json:"backfill_id" bson:"backfill_id"`
+	ExecutorType       string           `json:"executor_type" bson:"executor_type"`
+	Blocks             []pipeline.Block `json:"blocks" bson:"blocks"` // the DAG as it was when the run was created
+	Settings           Settings         `json:"settings" bson:"settings"`
+	CreatedAt          time.Time        `json:"created_at" bson:"created_at"`
+	UpdatedAt          time.Time        `json:"updated_at" bson:"updated_at"`
+	Version            int64            `json:"version" bson:"version"`
+}
+
+// Settings are the execution settings a run was created with (from its schedule).
+type Settings struct {
+	AllowBlocksToFail bool `json:"allow_blocks_to_fail" bson:"allow_blocks_to_fail"`
+}
+
+// BlockRun is one execution of one block within a pipeline run.
+type BlockRun struct {
+	ID                 int64          `json:"id" bson:"_id"`
+	Space              string         `json:"space" bson:"space"`
+	PipelineRunID      int64          `json:"pipeline_run_id" bson:"pipeline_run_id"`
+	PipelineScheduleID int64          `json:"pipeline_schedule_id" bson:"pipeline_schedule_id"`
+	PipelineUUID       string         `json:"pipeline_uuid" bson:"pipeline_uuid"`
+	BlockUUID          string         `json:"block_uuid" bson:"block_uuid"`
+	Status             Status         `json:"status" bson:"status"`
+	StartedAt          *time.Time     `json:"started_at" bson:"started_at"`
+	CompletedAt        *time.Time     `json:"completed_at" bson:"completed_at"`
+	Metrics            map[string]any `json:"metrics" bson:"metrics"`
+	Log                string         `json:"-" bson:"log,omitempty"`
+	CreatedAt          time.Time      `json:"created_at" bson:"created_at"`
+	UpdatedAt          time.Time      `json:"updated_at" bson:"updated_at"`
+	Version            int64          `json:"version" bson:"version"`
+}

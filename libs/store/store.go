@@ -1,0 +1,70 @@
+// Package store holds the vocabulary shared by Runyard's store implementations and their
+// consumers: the errors a store returns and the query types it takes. The store interfaces
+// themselves are declared by the packages that consume them.
+package store
+
+import (
+	"errors"
+	"time"
+
+	"github.com/runyard/runyard/libs/run"
+)
+
+// Errors every store implementation returns, wrapped, so callers can test with errors.Is.
+var (
+	// ErrNotFound: no record matches.
+	ErrNotFound = errors.New("store: not found")
+	// ErrDuplicate: a record with the same unique key exists.
+	ErrDuplicate = errors.New("store: duplicate")
+	// ErrConflict: an optimistic update kept losing to concurrent writers.
+	ErrConflict = errors.New("store: concurrent update conflict")
+)
+
+// Page selects a window of a list: at most Limit items after skipping Offset.
+type Page struct {
+	Limit  int
+	Offset int
+}
+
+// RunFilter selects pipeline runs. Zero fields do not filter.
+type RunFilter struct {
+	Space        string
+	ScheduleID   int64
+	PipelineUUID string
+	Status       run.Status
+}
+
+// BlockRunFilter selects block runs. Zero fields do not filter.
+type BlockRunFilter struct {
+	Space         string
+	PipelineRunID int64
+	PipelineUUID  string
+}
+
+// ScheduleFilter selects schedules. Zero fields do not filter.
+type ScheduleFilter struct {
+	Space        string
+	PipelineUUID string
+}
+
+// APIKey is a stored API key: only its hash, never its value.
+type APIKey struct {
+	Hash      string    `bson:"_id"`
+	Name      string    `bson:"name"`
+	Principal string    `bson:"principal"`
+	Admin     bool      `bson:"admin"`
+	CreatedAt time.Time `bson:"created_at"`
+}
+
+// CommandOutcome is the stored result of a command that did not produce a resource of its
+// own (a failure, or a command whose result is not a run). It lets a client poll a command
+// the gateway answered 202 for, and makes a repeated Idempotency-Key return the first result.
+type CommandOutcome struct {
+	ID        string    `bson:"_id" json:"id"`
+	Type      string    `bson:"type" json:"type"`
+	Space     string    `bson:"space" json:"space"`
+	Status    string    `bson:"status" json:"status"`
+	Code      int       `bson:"code" json:"code"`
+	Message   string    `bson:"message" json:"message"`
+	CreatedAt time.Time `bson:"created_at" json:"created_at"`
+}

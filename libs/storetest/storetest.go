@@ -1,0 +1,394 @@
+// Package storetest is the conformance suite every Runyard store implementation passes. A
+// store's own tests call Run with a constructor that returns a fresh, empty store.
+package storetest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/runyard/runyard/libs/pipeline"
+	"github.com/runyard/runyard/libs/run"
+	"github.com/runyard/runyard/libs/schedule"
+	"github.com/runyard/runyard/libs/store"
+)
+
+// Store is everything the suite exercises: the union of what Runyard's services consume.
+type Store interface {
+	Ping(ctx context.Context) error
+	NextIDs(ctx context.Context, name string, n int64) (int64, error)
+
+	CreatePipeline(ctx context.Context, p *pipeline.Pipeline) error
+	GetPipeline(ctx context.Context, space, uuid string) (*pipeline.Pipeline, error)
+	ListPipelines(ctx context.Context, space string, pg store.Page) ([]pipeline.Pipeline, int64, error)
+	UpdatePipeline(ctx context.Context, space, uuid string, fn func(*pipeline.Pipeline) error) (*pipeline.Pipeline, error)
+	DeletePipeline(ctx context.Context, space, uuid string) error
+
+	CreateSchedule(ctx context.Context, sc *schedule.Schedule) error
+	GetSchedule(ctx context.Context, id int64) (*schedule.Schedule, error)
+	GetSchedules(ctx context.Context, ids []int64) (map[int64]*schedule.Schedule, error)
+	ListSchedules(ctx context.Context, f store.ScheduleFilter, pg store.Page) ([]schedule.Schedule, int64, error)
+	UpdateSchedule(ctx context.Context, id int64, fn func(*schedule.Schedule) error) (*schedule.Schedule, error)
+	DeleteSchedule(ctx context.Context, id int64) error
+
+	CreateRun(ctx context.Context, r *run.PipelineRun) error
+	CreateBlockRuns(ctx context.Context, brs []run.BlockRun) error
+	GetRun(ctx context.Context, id int64) (*run.PipelineRun, error)
+	GetRunByCommand(ctx context.Context, commandID string) (*run.PipelineRun, error)
+	ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) ([]run.PipelineRun, int64, error)
+	UpdateRun(ctx context.Context, id int64, fn func(*run.PipelineRun) error) (*run.PipelineRun, error)
+	ListBlockRuns(ctx context.Context, f store.BlockRunFilter, pg store.Page) ([]run.BlockRun, int64, error)
+	BlockRunsOf(ctx context.Context, runIDs ...int64) ([]run.BlockRun, error)
+	GetBlockRun(ctx context.Context, id int64) (*run.BlockRun, error)
+	UpdateBlockRun(ctx context.Context, id int64, fn func(*run.BlockRun) error) (*run.BlockRun, error)
+
+	PutAPIKey(ctx context.Context, k store.APIKey) error
+	GetAPIKey(ctx context.Context, hash string) (*store.APIKey, error)
+	CountAPIKeys(ctx context.Context) (int64, error)
+
+	SaveOutcome(ctx context.Context, o store.CommandOutcome) error
+	GetOutcome(ctx context.Context, id string) (*store.CommandOutcome, error)
+}
+
+// Run runs the suite. newStore returns an empty store private to the calling test.
+func Run(t *testing.T, newStore func(t *testing.T) Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s Store)
+	}{
+		{"IDs", testIDs},
+		{"Pipelines", testPipelines},
+		{"Schedules", testSchedules},
+		{"Runs", testRuns},
+		{"RunUpdates", testRunUpdates},
+		{"BlockRuns", testBlockRuns},
+		{"APIKeysAndOutcomes", testAPIKeysAndOutcomes},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			tc.fn(t, newStore(t))
+		})
+	}
+}
+
+func ctx(t *testing.T) context.Context {
+	c, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	return c
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func wantErr(t *testing.T, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error = %v, want %v", err, target)
+	}
+}
+
+func testIDs(t *testing.T, s Store) {
+	c := ctx(t)
+	last, err := s.NextIDs(c, "things", 10)
+	must(t, err)
+	if last != 10 {
+		t.Fatalf("first block ends at %d, want 10", last)
+	}
+	var mu sync.Mutex
+	seen := map[int64]bool{}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			last, err := s.NextIDs(c, "things", 5)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			for id := last - 4; id <= last; id++ {
+				if seen[id] || id <= 10 {
+					t.Errorf("id %d handed out twice", id)
+				}
+				seen[id] = true
+			}
+		}()
+	}
+	wg.Wait()
+	other, err := s.NextIDs(c, "others", 1)
+	must(t, err)
+	if other != 1 {
+		t.Fatalf("independent sequence starts at %d, want 1", other)
+	}
+}
+
+func newPipeline(space, uuid string) *pipeline.Pipeline {
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	return &pipeline.Pipeline{
+		Space: space, UUID: uuid, Name: uuid, Variables: map[string]any{"env": "dev"},
+		Blocks: []pipeline.Block{
+			{UUID: "a", Name: "a", Type: "custom", UpstreamBlocks: []string{}, Runner: pipeline.Runner{Kind: pipeline.KindNoop}},
+			{UUID: "b", Name: "b", Type: "custom", UpstreamBlocks: []string{"a"}, Runner: pipeline.Runner{Kind: pipeline.KindCommand, Command: []string{"sh", "-c", "true"}, Env: map[string]string{"X": "1"}, Timeout: 5}},
+		},
+		CreatedAt: now, UpdatedAt: now,
+	}
+}
+
+func testPipelines(t *testing.T, s Store) {
+	c := ctx(t)
+	for _, u := range []string{"p3", "p1", "p2"} {
+		must(t, s.CreatePipeline(c, newPipeline("s1", u)))
+	}
+	must(t, s.CreatePipeline(c, newPipeline("s2", "p1")))
+	wantErr(t, s.CreatePipeline(c, newPipeline("s1", "p1")), store.ErrDuplicate)
+
+	got, err := s.GetPipeline(c, "s1", "p2")
+	must(t, err)
+	if got.UUID != "p2" || len(got.Blocks) != 2 || got.Blocks[1].Runner.Command[2] != "true" || got.Blocks[1].UpstreamBlocks[0] != "a" || got.Variables["env"] != "dev" {
+		t.Fatalf("pipeline read back wrong: %+v", got)
+	}
+	_, err = s.GetPipeline(c, "s3", "p2")
+	wantErr(t, err, store.ErrNotFound)
+
+	ps, total, err := s.ListPipelines(c, "s1", store.Page{Limit: 2, Offset: 1})
+	must(t, err)
+	if total != 3 || len(ps) != 2 || ps[0].UUID != "p2" || ps[1].UUID != "p3" {
+		t.Fatalf("list = %d %v", total, ps)
+	}
+
+	up, err := s.UpdatePipeline(c, "s1", "p1", func(p *pipeline.Pipeline) error { p.Description = "changed"; return nil })
+	must(t, err)
+	if up.Version != 1 || up.Description != "changed" {
+		t.Fatalf("updated = %+v", up)
+	}
+	sentinel := errors.New("refused")
+	_, err = s.UpdatePipeline(c, "s1", "p1", func(p *pipeline.Pipeline) error { p.Description = "lost"; return sentinel })
+	wantErr(t, err, sentinel)
+	got, err = s.GetPipeline(c, "s1", "p1")
+	must(t, err)
+	if got.Description != "changed" {
+		t.Fatalf("a refused update was written: %q", got.Description)
+	}
+	_, err = s.UpdatePipeline(c, "s1", "nope", func(*pipeline.Pipeline) error { return nil })
+	wantErr(t, err, store.ErrNotFound)
+
+	must(t, s.DeletePipeline(c, "s1", "p1"))
+	wantErr(t, s.DeletePipeline(c, "s1", "p1"), store.ErrNotFound)
+	if _, err := s.GetPipeline(c, "s2", "p1"); err != nil {
+		t.Fatalf("deleting in s1 touched s2: %v", err)
+	}
+}
+
+func testSchedules(t *testing.T, s Store) {
+	c := ctx(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	for i, p := range []string{"p1", "p1", "p2"} {
+		sc := &schedule.Schedule{ID: int64(i + 1), Space: "s1", PipelineUUID: p, Name: fmt.Sprint("t", i), ScheduleType: schedule.TypeAPI,
+			Status: schedule.StatusActive, Token: schedule.NewToken(), Variables: map[string]any{"k": "v"}, Settings: map[string]any{}, StartTime: &now, CreatedAt: now, UpdatedAt: now}
+		must(t, s.CreateSchedule(c, sc))
+	}
+	wantErr(t, s.CreateSchedule(c, &schedule.Schedule{ID: 1, Space: "s1"}), store.ErrDuplicate)
+	sc, err := s.GetSchedule(c, 2)
+	must(t, err)
+	if sc.PipelineUUID != "p1" || sc.Variables["k"] != "v" || sc.StartTime == nil || !sc.StartTime.Equal(now) {
+		t.Fatalf("schedule read back wrong: %+v", sc)
+	}
+	list, total, err := s.ListSchedules(c, store.ScheduleFilter{Space: "s1", PipelineUUID: "p1"}, store.Page{Limit: 10})
+	must(t, err)
+	if total != 2 || len(list) != 2 || list[0].ID != 2 || list[1].ID != 1 {
+		t.Fatalf("list = %d %+v", total, list)
+	}
+	m, err := s.GetSchedules(c, []int64{1, 3, 99})
+	must(t, err)
+	if len(m) != 2 || m[3].PipelineUUID != "p2" {
+		t.Fatalf("GetSchedules = %v", m)
+	}
+	up, err := s.UpdateSchedule(c, 1, func(sc *schedule.Schedule) error { sc.Status = schedule.StatusInactive; return nil })
+	must(t, err)
+	if up.Status != schedule.StatusInactive || up.Version != 1 {
+		t.Fatalf("updated = %+v", up)
+	}
+	must(t, s.DeleteSchedule(c, 1))
+	_, err = s.GetSchedule(c, 1)
+	wantErr(t, err, store.ErrNotFound)
+	wantErr(t, s.DeleteSchedule(c, 1), store.ErrNotFound)
+}
+
+func newRun(id int64, space, pipelineUUID string, scheduleID int64, status run.Status, at time.Time) *run.PipelineRun {
+	return &run.PipelineRun{
+		ID: id, Space: space, PipelineUUID: pipelineUUID, PipelineScheduleID: scheduleID, CommandID: fmt.Sprint("cmd-", space, "-", id),
+		ExecutionDate: at, Status: status, Variables: map[string]any{"x": 1.5}, EventVariables: map[string]any{"env": "dev"},
+		ExecutorType: "local_python", Blocks: newPipeline(space, pipelineUUID).Blocks, CreatedAt: at, UpdatedAt: at,
+	}
+}
+
+func testRuns(t *testing.T, s Store) {
+	c := ctx(t)
+	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := int64(1); i <= 5; i++ {
+		st := run.StatusCompleted
+		if i%2 == 0 {
+			st = run.StatusFailed
+		}
+		must(t, s.CreateRun(c, newRun(i, "s1", "p1", 1+i%2, st, base.Add(time.Duration(i)*time.Minute))))
+	}
+	must(t, s.CreateRun(c, newRun(6, "s2", "p1", 1, run.StatusCompleted, base)))
+	dup := newRun(7, "s1", "p1", 1, run.StatusInitial, base)
+	dup.CommandID = "cmd-s1-3"
+	wantErr(t, s.CreateRun(c, dup), store.ErrDuplicate)
+
+	r, err := s.GetRunByCommand(c, "cmd-s1-3")
+	must(t, err)
+	if r.ID != 3 || r.EventVariables["env"] != "dev" || r.Variables["x"] != 1.5 || len(r.Blocks) != 2 || !r.ExecutionDate.Equal(base.Add(3*time.Minute)) {
+		t.Fatalf("run read back wrong: %+v", r)
+	}
+	_, err = s.GetRun(c, 99)
+	wantErr(t, err, store.ErrNotFound)
+
+	runs, total, err := s.ListRuns(c, store.RunFilter{Space: "s1"}, store.Page{Limit: 2, Offset: 1})
+	must(t, err)
+	if total != 5 || len(runs) != 2 || runs[0].ID != 4 || runs[1].ID != 3 {
+		t.Fatalf("list = %d %v", total, ids(runs))
+	}
+	runs, total, err = s.ListRuns(c, store.RunFilter{Space: "s1", ScheduleID: 2}, store.Page{Limit: 10})
+	must(t, err)
+	if total != 3 || len(runs) != 3 || runs[0].ID != 5 {
+		t.Fatalf("by schedule = %d %v", total, ids(runs))
+	}
+	runs, total, err = s.ListRuns(c, store.RunFilter{Space: "s1", Status: run.StatusFailed, PipelineUUID: "p1"}, store.Page{Limit: 10})
+	must(t, err)
+	if total != 2 || runs[0].ID != 4 || runs[1].ID != 2 {
+		t.Fatalf("by status = %d %v", total, ids(runs))
+	}
+}
+
+func ids(runs []run.PipelineRun) []int64 {
+	out := make([]int64, len(runs))
+	for i, r := range runs {
+		out[i] = r.ID
+	}
+	return out
+}
+
+func testRunUpdates(t *testing.T, s Store) {
+	c := ctx(t)
+	must(t, s.CreateRun(c, newRun(1, "s1", "p1", 1, run.StatusRunning, time.Now().UTC())))
+	// Concurrent closures must all apply: none may overwrite another's change.
+	const writers = 8
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.UpdateRun(c, 1, func(r *run.PipelineRun) error {
+				if r.Metrics == nil {
+					r.Metrics = map[string]any{}
+				}
+				r.Metrics[fmt.Sprint("w", i)] = true
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	r, err := s.GetRun(c, 1)
+	must(t, err)
+	if len(r.Metrics) != writers || r.Version != writers {
+		t.Fatalf("after %d concurrent updates: metrics %v, version %d", writers, r.Metrics, r.Version)
+	}
+	_, err = s.UpdateRun(c, 1, func(r *run.PipelineRun) error { return run.ErrNoChange })
+	wantErr(t, err, run.ErrNoChange)
+	r, err = s.GetRun(c, 1)
+	must(t, err)
+	if r.Version != writers {
+		t.Fatalf("ErrNoChange wrote: version %d", r.Version)
+	}
+}
+
+func testBlockRuns(t *testing.T, s Store) {
+	c := ctx(t)
+	now := time.Now().UTC().Truncate(time.Millisecond)
+	mk := func(id, runID int64, block string) run.BlockRun {
+		return run.BlockRun{ID: id, Space: "s1", PipelineRunID: runID, PipelineUUID: "p1", PipelineScheduleID: 1, BlockUUID: block, Status: run.StatusInitial, CreatedAt: now, UpdatedAt: now}
+	}
+	must(t, s.CreateBlockRuns(c, []run.BlockRun{mk(1, 1, "a"), mk(2, 1, "b"), mk(3, 2, "a")}))
+	// A retried creation with fresh ids for existing (run, block) pairs adds only what is missing.
+	must(t, s.CreateBlockRuns(c, []run.BlockRun{mk(10, 1, "a"), mk(11, 1, "b"), mk(12, 1, "c")}))
+	brs, err := s.BlockRunsOf(c, 1)
+	must(t, err)
+	if len(brs) != 3 || brs[0].ID != 1 || brs[1].ID != 2 || brs[2].ID != 12 {
+		t.Fatalf("block runs of run 1 = %+v", brs)
+	}
+	brs, err = s.BlockRunsOf(c, 1, 2)
+	must(t, err)
+	if len(brs) != 4 {
+		t.Fatalf("block runs of runs 1,2 = %d", len(brs))
+	}
+	up, err := s.UpdateBlockRun(c, 2, func(br *run.BlockRun) error {
+		br.Status = run.StatusFailed
+		br.Log = "boom\n"
+		br.Metrics = map[string]any{"error": map[string]any{"message": "exit status 1"}}
+		return nil
+	})
+	must(t, err)
+	if up.Version != 1 {
+		t.Fatalf("version = %d", up.Version)
+	}
+	got, err := s.GetBlockRun(c, 2)
+	must(t, err)
+	if got.Log != "boom\n" || got.Status != run.StatusFailed {
+		t.Fatalf("block run read back wrong: %+v", got)
+	}
+	list, total, err := s.ListBlockRuns(c, store.BlockRunFilter{Space: "s1", PipelineRunID: 1}, store.Page{Limit: 2})
+	must(t, err)
+	if total != 3 || len(list) != 2 || list[0].ID != 12 {
+		t.Fatalf("list = %d %+v", total, list)
+	}
+	for _, br := range list {
+		if br.Log != "" {
+			t.Fatal("lists must not carry logs")
+		}
+	}
+	_, err = s.GetBlockRun(c, 99)
+	wantErr(t, err, store.ErrNotFound)
+}
+
+func testAPIKeysAndOutcomes(t *testing.T, s Store) {
+	c := ctx(t)
+	n, err := s.CountAPIKeys(c)
+	must(t, err)
+	if n != 0 {
+		t.Fatalf("new store has %d keys", n)
+	}
+	must(t, s.PutAPIKey(c, store.APIKey{Hash: "h1", Name: "admin", Principal: "admin", Admin: true, CreatedAt: time.Now().UTC()}))
+	must(t, s.PutAPIKey(c, store.APIKey{Hash: "h1", Name: "renamed", Principal: "admin", Admin: true, CreatedAt: time.Now().UTC()}))
+	k, err := s.GetAPIKey(c, "h1")
+	must(t, err)
+	if k.Name != "renamed" || !k.Admin {
+		t.Fatalf("key = %+v", k)
+	}
+	_, err = s.GetAPIKey(c, "h2")
+	wantErr(t, err, store.ErrNotFound)
+
+	must(t, s.SaveOutcome(c, store.CommandOutcome{ID: "c1", Type: "x", Status: "failed", Code: 404, Message: "first", CreatedAt: time.Now().UTC()}))
+	must(t, s.SaveOutcome(c, store.CommandOutcome{ID: "c1", Type: "x", Status: "failed", Code: 500, Message: "second"}))
+	o, err := s.GetOutcome(c, "c1")
+	must(t, err)
+	if o.Message != "first" || o.Code != 404 {
+		t.Fatalf("outcome = %+v, the first must stand", o)
+	}
+	_, err = s.GetOutcome(c, "c2")
+	wantErr(t, err, store.ErrNotFound)
+}
