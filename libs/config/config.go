@@ -185,7 +185,8 @@ func checkURLs(v string, schemes ...string) error {
 	for _, part := range strings.Split(v, ",") {
 		u, err := url.Parse(strings.TrimSpace(part))
 		if err != nil {
-			return fmt.Errorf("not a URL: %w", err)
+			// Not wrapped: url.Parse's error quotes the input, which may hold a password.
+			return errors.New("not a URL")
 		}
 		ok := false
 		for _, s := range schemes {

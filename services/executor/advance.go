@@ -1,0 +1,97 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/runyard/runyard/libs/run"
+)
+
+// advance applies the next plan for run id: it marks blocks upstream_failed or cancelled,
+// queues and dispatches blocks whose upstreams completed, and ends the run when its plan says
+// so. Each transition is a conditional update from the status the plan saw, so concurrent
+// advancers of one run (two blocks finishing at once in two executors) never apply a
+// transition twice; the last block run to finish always sees every other's result, because
+// it reads after its own write.
+func (e *Executor) advance(ctx context.Context, id int64) error {
+	r, err := e.store.GetRun(ctx, id)
+	if err != nil {
+		return err
+	}
+	if r.Status.Terminal() {
+		return nil
+	}
+	brs, err := e.store.BlockRunsOf(ctx, id)
+	if err != nil {
+		return err
+	}
+	plan := run.Advance(r.Blocks, brs, r.Settings)
+	now := time.Now().UTC()
+	transition := func(br run.BlockRun, from []run.Status, to run.Status) (*run.BlockRun, error) {
+		upd, err := e.store.UpdateBlockRun(ctx, br.ID, func(b *run.BlockRun) error {
+			if !containsStatus(from, b.Status) {
+				return run.ErrNoChange
+			}
+			b.Status = to
+			if to.Terminal() {
+				b.CompletedAt = &now
+			}
+			return nil
+		})
+		if errors.Is(err, run.ErrNoChange) {
+			return nil, nil
+		}
+		if err == nil {
+			e.emitBlockRun(ctx, r, upd)
+		}
+		return upd, err
+	}
+	for _, br := range plan.UpstreamFailed {
+		if _, err := transition(br, []run.Status{run.StatusInitial}, run.StatusUpstreamFailed); err != nil {
+			return err
+		}
+	}
+	for _, br := range plan.Cancel {
+		if _, err := transition(br, []run.Status{run.StatusInitial, run.StatusQueued, run.StatusRunning}, run.StatusCancelled); err != nil {
+			return err
+		}
+	}
+	for _, br := range plan.Queue {
+		upd, err := transition(br, []run.Status{run.StatusInitial}, run.StatusQueued)
+		if err != nil {
+			return err
+		}
+		if upd != nil {
+			if err := e.dispatch(ctx, upd); err != nil {
+				return err
+			}
+		}
+	}
+	if plan.RunStatus == "" {
+		return nil
+	}
+	ended, err := e.store.UpdateRun(ctx, id, func(r *run.PipelineRun) error {
+		if r.Status.Terminal() {
+			return run.ErrNoChange
+		}
+		r.Status, r.CompletedAt = plan.RunStatus, &now
+		return nil
+	})
+	if errors.Is(err, run.ErrNoChange) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	e.emitRun(ctx, ended)
+	return nil
+}
+
+func containsStatus(xs []run.Status, s run.Status) bool {
+	for _, x := range xs {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}

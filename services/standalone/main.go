@@ -1,0 +1,100 @@
+// Command runyard runs Runyard: all services in one process (standalone), or one service
+// alone (gateway, executor, syncworker) against external NATS and MongoDB.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/rs/zerolog"
+
+	"github.com/runyard/runyard/libs/config"
+	"github.com/runyard/runyard/libs/logging"
+	"github.com/runyard/runyard/services/standalone/system"
+)
+
+const usage = `usage: runyard <command>
+
+commands:
+  standalone   run every service in one process on embedded NATS and an embedded store
+  gateway      run the HTTP gateway alone (needs RUNYARD_NATS_URL and RUNYARD_MONGO_URI)
+  executor     run an executor alone (needs RUNYARD_NATS_URL and RUNYARD_MONGO_URI)
+  syncworker   run a sync worker alone (needs RUNYARD_NATS_URL and RUNYARD_MONGO_URI)
+  env          list the environment variables Runyard reads, with defaults
+
+Configuration is read from environment variables; see 'runyard env'.
+`
+
+func main() {
+	log, err := logging.New(os.Stderr, "info")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err = run(ctx, os.Args[1:], os.LookupEnv, os.Stdout, log)
+	stop()
+	switch {
+	case errors.Is(err, system.ErrUsage):
+		fmt.Fprint(os.Stderr, usage)
+		os.Exit(2)
+	case err != nil:
+		log.Error().Err(err).Msg("runyard stopped")
+		os.Exit(1)
+	}
+}
+
+// Modes maps the binary's commands to the services they run.
+var Modes = map[string]config.Mode{
+	"standalone": config.ModeStandalone,
+	"gateway":    config.ModeGateway,
+	"executor":   config.ModeExecutor,
+	"syncworker": config.ModeSyncWorker,
+}
+
+func run(ctx context.Context, args []string, lookup func(string) (string, bool), out io.Writer, log zerolog.Logger) error {
+	if len(args) != 1 {
+		return system.ErrUsage
+	}
+	if args[0] == "env" {
+		for _, v := range config.Vars() {
+			fmt.Fprintf(out, "%s=%s\n    %s\n", v.Name, v.Default, v.Description)
+		}
+		return nil
+	}
+	mode, ok := Modes[args[0]]
+	if !ok {
+		return system.ErrUsage
+	}
+	cfg, err := config.Load(mode, lookup)
+	if err != nil {
+		return err
+	}
+	log, err = logging.New(os.Stderr, cfg.LogLevel)
+	if err != nil {
+		return err
+	}
+	log = log.With().Str(logging.KeyService, string(mode)).Logger()
+	cfg.Log(log)
+	sys, err := system.Start(ctx, mode, cfg, log, out)
+	if err != nil {
+		return err
+	}
+	log.Info().Msg("runyard started")
+	select {
+	case <-ctx.Done():
+		log.Info().Msg("shutting down")
+	case err = <-sys.Err():
+		log.Error().Err(err).Msg("http server stopped")
+	}
+	stopCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	sys.Stop(stopCtx)
+	log.Info().Msg("stopped")
+	return err
+}

@@ -1,0 +1,149 @@
+// Package system assembles Runyard's services into one process: all of them on an embedded
+// NATS server and an embedded store (standalone mode), or one service alone against external
+// NATS and MongoDB (how a deployment scales them independently).
+package system
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"path/filepath"
+
+	"github.com/rs/zerolog"
+
+	"github.com/runyard/runyard/libs/config"
+	"github.com/runyard/runyard/libs/ferretserver"
+	"github.com/runyard/runyard/libs/logging"
+	"github.com/runyard/runyard/libs/mongostore"
+	"github.com/runyard/runyard/libs/natsbus"
+	"github.com/runyard/runyard/libs/natsserver"
+	"github.com/runyard/runyard/services/executor"
+	"github.com/runyard/runyard/services/gateway"
+	"github.com/runyard/runyard/services/syncworker"
+)
+
+// The store implements what every service consumes.
+var (
+	_ gateway.Store    = (*mongostore.Store)(nil)
+	_ executor.Store   = (*mongostore.Store)(nil)
+	_ syncworker.Store = (*mongostore.Store)(nil)
+)
+
+// System is a running set of services and their dependencies.
+type System struct {
+	log      zerolog.Logger
+	httpAddr net.Addr
+	serveErr chan error
+	// stops run in reverse order of construction.
+	stops []func(ctx context.Context)
+}
+
+// Start builds and starts the services of mode. Announcements meant for the operator's eyes
+// (a generated admin API key) are written to out, never to the log.
+func Start(ctx context.Context, mode config.Mode, cfg config.Config, log zerolog.Logger, out io.Writer) (sys *System, err error) {
+	s := &System{log: log, serveErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			s.Stop(context.WithoutCancel(ctx))
+		}
+	}()
+
+	natsURL := cfg.NATSURL
+	if natsURL == "" {
+		ns, err := natsserver.Start(natsserver.Config{Addr: cfg.NATSAddr, StoreDir: filepath.Join(cfg.DataDir, "nats")})
+		if err != nil {
+			return nil, err
+		}
+		s.onStop(func(context.Context) { ns.Shutdown() })
+		natsURL = ns.URL()
+		log.Info().Str(logging.KeyAddr, natsURL).Msg("embedded nats server started")
+	}
+	bus, err := natsbus.Connect(ctx, natsURL, "runyard-"+string(mode), log)
+	if err != nil {
+		return nil, err
+	}
+	s.onStop(func(context.Context) { bus.Close() })
+	if err := bus.Setup(ctx, natsbus.Limits{EventMaxAge: cfg.EventMaxAge, EventMaxBytes: cfg.EventMaxBytes}); err != nil {
+		return nil, err
+	}
+
+	mongoURI := cfg.MongoURI
+	if mongoURI == "" {
+		fs, err := ferretserver.Start(filepath.Join(cfg.DataDir, "store"), "127.0.0.1:0")
+		if err != nil {
+			return nil, err
+		}
+		s.onStop(func(context.Context) { fs.Stop() })
+		mongoURI = fs.URI()
+		log.Info().Msg("embedded store started")
+	}
+	st, err := mongostore.Open(ctx, mongoURI, cfg.MongoDatabase)
+	if err != nil {
+		return nil, err
+	}
+	s.onStop(func(ctx context.Context) { _ = st.Close(ctx) })
+	if st.ServerLacksAtomicWrites() && mode != config.ModeStandalone {
+		log.Warn().Msg("the MongoDB server does not make conditional writes atomic (FerretDB): run only one Runyard process against it")
+	}
+
+	if mode == config.ModeStandalone || mode == config.ModeExecutor {
+		ex := executor.New(executor.Config{Workers: cfg.ExecutorWorkers, LogLimit: cfg.BlockLogMaxBytes}, st, bus, log.With().Str(logging.KeyService, "executor").Logger())
+		if err := ex.Start(ctx); err != nil {
+			return nil, err
+		}
+		s.onStop(ex.Stop)
+	}
+	if mode == config.ModeStandalone || mode == config.ModeSyncWorker {
+		sw := syncworker.New(st, bus, log.With().Str(logging.KeyService, "syncworker").Logger())
+		if err := sw.Start(ctx); err != nil {
+			return nil, err
+		}
+		s.onStop(sw.Stop)
+	}
+	if mode == config.ModeStandalone || mode == config.ModeGateway {
+		gw := gateway.New(gateway.Config{DefaultSpace: cfg.DefaultSpace, CommandWait: cfg.CommandWait, MaxBodyBytes: cfg.MaxBodyBytes},
+			st, bus, log.With().Str(logging.KeyService, "gateway").Logger())
+		key, err := gw.EnsureAdminKey(ctx, cfg.AdminAPIKey)
+		if err != nil {
+			return nil, err
+		}
+		if key != "" {
+			fmt.Fprintf(out, "\nRunyard admin API key (shown once; keep it):\n\n    %s\n\n", key)
+		}
+		ln, err := net.Listen("tcp", cfg.HTTPAddr)
+		if err != nil {
+			return nil, fmt.Errorf("system: listen on %s: %w", cfg.HTTPAddr, err)
+		}
+		s.httpAddr = ln.Addr()
+		go func() { s.serveErr <- gw.Serve(ln) }()
+		s.onStop(func(ctx context.Context) {
+			if err := gw.Shutdown(ctx); err != nil {
+				log.Warn().Err(err).Msg("gateway shutdown")
+			}
+		})
+		log.Info().Str(logging.KeyAddr, s.httpAddr.String()).Msg("gateway listening")
+	}
+	return s, nil
+}
+
+func (s *System) onStop(f func(context.Context)) { s.stops = append(s.stops, f) }
+
+// HTTPAddr is the gateway's listening address, nil when this process runs no gateway.
+func (s *System) HTTPAddr() net.Addr { return s.httpAddr }
+
+// Err delivers an error if the HTTP server stops on its own.
+func (s *System) Err() <-chan error { return s.serveErr }
+
+// Stop shuts everything down in reverse order of start: intake first (HTTP, then consumers,
+// which finish or hand back in-flight work until ctx ends), then NATS and the store.
+func (s *System) Stop(ctx context.Context) {
+	for i := len(s.stops) - 1; i >= 0; i-- {
+		s.stops[i](ctx)
+	}
+	s.stops = nil
+}
+
+// ErrUsage reports a command line the binary does not understand.
+var ErrUsage = errors.New("usage")
