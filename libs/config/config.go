@@ -54,7 +54,10 @@ type Var struct {
 	Name        string
 	Default     string
 	Description string
-	Secret      bool
+	// Secret values are never shown.
+	Secret bool
+	// Credentials marks URLs whose user information is never shown.
+	Credentials bool
 	set         func(c *Config, v string) error
 }
 
@@ -70,11 +73,11 @@ var vars = []Var{
 		set: func(c *Config, v string) error { c.HTTPAddr = v; return checkAddr(v) }},
 	{Name: "RUNYARD_DATA_DIR", Default: "./runyard-data", Description: "directory of the standalone binary's embedded NATS and store data",
 		set: func(c *Config, v string) error { c.DataDir = v; return nonEmpty(v) }},
-	{Name: "RUNYARD_NATS_URL", Default: "", Description: "NATS server URL(s), comma-separated; unset in standalone mode means an embedded server",
+	{Name: "RUNYARD_NATS_URL", Default: "", Description: "NATS server URL(s), comma-separated; unset in standalone mode means an embedded server", Credentials: true,
 		set: func(c *Config, v string) error { c.NATSURL = v; return checkURLs(v, "nats", "tls", "ws", "wss") }},
 	{Name: "RUNYARD_NATS_ADDR", Default: "127.0.0.1:4222", Description: "client address of the embedded NATS server (standalone mode without RUNYARD_NATS_URL)",
 		set: func(c *Config, v string) error { c.NATSAddr = v; return checkAddr(v) }},
-	{Name: "RUNYARD_MONGO_URI", Default: "", Description: "MongoDB connection string; unset in standalone mode means the embedded store", Secret: true,
+	{Name: "RUNYARD_MONGO_URI", Default: "", Description: "MongoDB connection string; unset in standalone mode means the embedded store", Credentials: true,
 		set: func(c *Config, v string) error { c.MongoURI = v; return checkURLs(v, "mongodb", "mongodb+srv") }},
 	{Name: "RUNYARD_MONGO_DATABASE", Default: "runyard", Description: "MongoDB database name",
 		set: func(c *Config, v string) error { c.MongoDatabase = v; return nonEmpty(v) }},
@@ -114,7 +117,10 @@ var vars = []Var{
 			return nil
 		}},
 	{Name: "RUNYARD_BLOCK_LOG_MAX_BYTES", Default: "1048576", Description: "how much of a block run's output is kept, in bytes",
-		set: func(c *Config, v string) (err error) { c.BlockLogMaxBytes, err = positiveInt(v, 1024, 64<<20); return err }},
+		set: func(c *Config, v string) (err error) {
+			c.BlockLogMaxBytes, err = positiveInt(v, 1024, 64<<20)
+			return err
+		}},
 }
 
 // Load reads the configuration through lookup (os.LookupEnv in production) and validates it
@@ -133,7 +139,12 @@ func Load(mode Mode, lookup func(string) (string, bool)) (Config, error) {
 			continue
 		}
 		if err := v.set(&c, val); err != nil {
-			problems = append(problems, fmt.Sprintf("%s=%q: %v", v.Name, mask(v, val), err))
+			shown := fmt.Sprintf("=%q", val)
+			if v.Secret || v.Credentials {
+				// A malformed value cannot be redacted reliably, so none of it is shown.
+				shown = ""
+			}
+			problems = append(problems, fmt.Sprintf("%s%s: %v", v.Name, shown, err))
 		}
 	}
 	if mode != ModeStandalone {
@@ -161,8 +172,24 @@ func (c Config) Log(l zerolog.Logger) {
 }
 
 func mask(v Var, val string) string {
-	if v.Secret && val != "" {
+	switch {
+	case val == "":
+		return ""
+	case v.Secret:
 		return "****"
+	case v.Credentials:
+		parts := strings.Split(val, ",")
+		for i, p := range parts {
+			u, err := url.Parse(strings.TrimSpace(p))
+			switch {
+			case err != nil:
+				parts[i] = "(unparsable URL)"
+			case u.User != nil:
+				u.User = url.User("redacted")
+				parts[i] = u.String()
+			}
+		}
+		return strings.Join(parts, ",")
 	}
 	return val
 }

@@ -28,8 +28,8 @@ type Limits struct {
 type Bus struct {
 	nc     *nats.Conn
 	closed chan struct{}
-	js  jetstream.JetStream
-	log zerolog.Logger
+	js     jetstream.JetStream
+	log    zerolog.Logger
 }
 
 // Connect dials url and returns a bus. name identifies the client in the server's monitoring.
@@ -197,4 +197,3 @@ func (b *Bus) WaitReply(commandID string) (<-chan command.Reply, func(), error) 
 	}
 	return ch, func() { _ = sub.Unsubscribe() }, nil
 }
-
