@@ -1,0 +1,53 @@
+# Runyard's single entry point for building, running and testing.
+GO       ?= go
+BIN      := bin/runyard
+# `work` is every package of every module in go.work.
+PKGS     := work
+TEST_FLAGS ?= -count=1 -timeout 9m
+
+.PHONY: run build test test-race test-docker lint fmt tidy bench docker clean
+
+## run: build and start the whole system in one process on :6789 (embedded NATS and store)
+run: build
+	./$(BIN) standalone
+
+## build: build bin/runyard
+build:
+	$(GO) build -trimpath -o $(BIN) ./services/standalone
+
+## test: every test of every module, on embedded NATS and an embedded MongoDB-wire server
+test:
+	$(GO) test $(TEST_FLAGS) $(PKGS)
+
+## test-race: the tests under the race detector
+test-race:
+	$(GO) test -race $(TEST_FLAGS) $(PKGS)
+
+## test-docker: the tests against MongoDB started by testcontainers (needs a Docker engine)
+test-docker:
+	RUNYARD_TEST_DOCKER=1 $(GO) test -tags docker $(TEST_FLAGS) $(PKGS)
+
+## lint: formatting and vet
+lint:
+	@out=$$(gofmt -l libs services); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+	$(GO) vet -tags docker ./libs/testenv/
+
+## fmt: format the code
+fmt:
+	gofmt -w libs services
+
+## tidy: tidy every module
+tidy:
+	for m in libs services/gateway services/executor services/syncworker services/standalone; do (cd $$m && $(GO) mod tidy) || exit 1; done
+
+## bench: Go benchmarks of the hot paths
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
+
+## docker: build the container image
+docker:
+	docker build -f deployments/Dockerfile -t runyard:latest .
+
+clean:
+	rm -rf bin runyard-data bench-results.json
