@@ -189,7 +189,7 @@ func update[T any](ctx context.Context, locks *stripedLocks, c *mongo.Collection
 			return &doc, err
 		}
 		*version(&doc) = old + 1
-		touch(&doc, time.Now().UTC())
+		touch(&doc, time.Now().UTC().Truncate(time.Millisecond))
 		res, err := c.ReplaceOne(ctx, bson.M{"_id": id, "version": old}, &doc)
 		if err != nil {
 			return nil, mapErr(err, what)

@@ -68,3 +68,7 @@ type CommandOutcome struct {
 	Message   string    `bson:"message" json:"message"`
 	CreatedAt time.Time `bson:"created_at" json:"created_at"`
 }
+
+// Now returns the current UTC time at the precision every store keeps (MongoDB dates hold
+// milliseconds), so a value returned before and after a round trip through a store is equal.
+func Now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }

@@ -3,9 +3,9 @@ package executor
 import (
 	"context"
 	"errors"
-	"time"
 
 	"github.com/runyard/runyard/libs/run"
+	"github.com/runyard/runyard/libs/store"
 )
 
 // advance applies the next plan for run id: it marks blocks upstream_failed or cancelled,
@@ -27,7 +27,7 @@ func (e *Executor) advance(ctx context.Context, id int64) error {
 		return err
 	}
 	plan := run.Advance(r.Blocks, brs, r.Settings)
-	now := time.Now().UTC()
+	now := store.Now()
 	transition := func(br run.BlockRun, from []run.Status, to run.Status) (*run.BlockRun, error) {
 		upd, err := e.store.UpdateBlockRun(ctx, br.ID, func(b *run.BlockRun) error {
 			if !containsStatus(from, b.Status) {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -68,7 +67,7 @@ func (e *Executor) trigger(ctx context.Context, env command.Envelope) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC()
+	now := store.Now()
 	execDate := now
 	if p.ExecutionDate != nil {
 		execDate = p.ExecutionDate.UTC()
@@ -155,7 +154,7 @@ func (e *Executor) ensureBlockRuns(ctx context.Context, r *run.PipelineRun) ([]r
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().UTC()
+	now := store.Now()
 	var missing []run.BlockRun
 	for _, b := range r.Blocks {
 		if have[b.UUID] {
@@ -181,7 +180,7 @@ func (e *Executor) fail(ctx context.Context, env command.Envelope, code int, msg
 	log := zerolog.Ctx(ctx)
 	log.Info().Int("code", code).Str("reason", msg).Msg("command failed")
 	err := e.store.SaveOutcome(ctx, store.CommandOutcome{
-		ID: env.ID, Type: env.Type, Space: env.Space, Status: command.ReplyFailed, Code: code, Message: msg, CreatedAt: time.Now().UTC(),
+		ID: env.ID, Type: env.Type, Space: env.Space, Status: command.ReplyFailed, Code: code, Message: msg, CreatedAt: store.Now(),
 	})
 	if err != nil {
 		log.Warn().Err(err).Msg("command outcome not stored")

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -72,7 +71,7 @@ func (e *Executor) handleWork(ctx context.Context, d natsbus.Delivery) error {
 		return natsbus.Permanent(fmt.Errorf("executor: block %q is not in run %d", br.BlockUUID, r.ID))
 	}
 
-	started := time.Now().UTC()
+	started := store.Now()
 	br, err = e.store.UpdateBlockRun(ctx, br.ID, func(b *run.BlockRun) error {
 		if b.Status != run.StatusQueued && !(takeOver && b.Status == run.StatusRunning) {
 			return run.ErrNoChange
@@ -93,7 +92,7 @@ func (e *Executor) handleWork(ctx context.Context, d natsbus.Delivery) error {
 		// that is ours, not the block's.
 		return fmt.Errorf("executor: block run %d interrupted: %w", br.ID, ctx.Err())
 	}
-	done := time.Now().UTC()
+	done := store.Now()
 	br, err = e.store.UpdateBlockRun(context.WithoutCancel(ctx), br.ID, func(b *run.BlockRun) error {
 		if b.Status != run.StatusRunning {
 			return run.ErrNoChange // cancelled meanwhile

@@ -112,7 +112,7 @@ func (g *Gateway) EnsureAdminKey(ctx context.Context, value string) (generated s
 		value = apikey.Generate()
 		generated = value
 	}
-	err = g.store.PutAPIKey(ctx, store.APIKey{Hash: apikey.Hash(value), Name: "admin", Principal: "admin", Admin: true, CreatedAt: time.Now().UTC()})
+	err = g.store.PutAPIKey(ctx, store.APIKey{Hash: apikey.Hash(value), Name: "admin", Principal: "admin", Admin: true, CreatedAt: store.Now()})
 	if err != nil {
 		return "", fmt.Errorf("gateway: store admin api key: %w", err)
 	}

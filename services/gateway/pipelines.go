@@ -4,7 +4,6 @@ import (
 	"errors"
 	"regexp"
 	"strings"
-	"time"
 
 	"github.com/gofiber/fiber/v2"
 
@@ -97,7 +96,7 @@ func (g *Gateway) createPipeline(c *fiber.Ctx) error {
 	if err := p.Validate("pipeline"); err != nil {
 		return err
 	}
-	now := time.Now().UTC()
+	now := store.Now()
 	p.CreatedAt, p.UpdatedAt = now, now
 	if err := g.store.CreatePipeline(c.UserContext(), p); errors.Is(err, store.ErrDuplicate) {
 		return errConflict("pipeline %q already exists", p.UUID)

@@ -103,7 +103,7 @@ func (g *Gateway) createSchedule(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
-	now := time.Now().UTC()
+	now := store.Now()
 	s := &schedule.Schedule{Space: p.Space, PipelineUUID: p.UUID, CreatedAt: now, UpdatedAt: now}
 	if err := f.apply(s, now); err != nil {
 		return err
@@ -170,7 +170,7 @@ func (g *Gateway) updateSchedule(c *fiber.Ctx) error {
 		return err
 	}
 	s, err = g.store.UpdateSchedule(c.UserContext(), s.ID, func(s *schedule.Schedule) error {
-		return f.apply(s, time.Now().UTC())
+		return f.apply(s, store.Now())
 	})
 	if errors.Is(err, store.ErrNotFound) {
 		return errNotFound("pipeline schedule %s not found", c.Params("id"))

@@ -78,7 +78,7 @@ func (w *Worker) handle(ctx context.Context, d natsbus.Delivery) error {
 	msg := fmt.Sprintf("unknown command type %q", env.Type)
 	w.log.Warn().Str(logging.KeyCommandID, env.ID).Str(logging.KeyCommand, env.Type).Msg(msg)
 	if err := w.store.SaveOutcome(ctx, store.CommandOutcome{
-		ID: env.ID, Type: env.Type, Space: env.Space, Status: command.ReplyFailed, Code: http.StatusBadRequest, Message: msg, CreatedAt: time.Now().UTC(),
+		ID: env.ID, Type: env.Type, Space: env.Space, Status: command.ReplyFailed, Code: http.StatusBadRequest, Message: msg, CreatedAt: store.Now(),
 	}); err != nil {
 		return err
 	}
