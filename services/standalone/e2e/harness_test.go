@@ -23,12 +23,12 @@ const adminKey = "test-admin-key-0123456789"
 // env is one Runyard system for one test: its own NATS server and database, the gateway on
 // a free loopback port.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	base    string
 	natsURL string
 }
 
-func start(t *testing.T, extra map[string]string) *env {
+func start(t testing.TB, extra map[string]string) *env {
 	t.Helper()
 	uri, db := testenv.Mongo(t)
 	natsURL := testenv.NATS(t)
