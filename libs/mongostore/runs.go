@@ -124,10 +124,11 @@ func (s *Store) ListBlockRuns(ctx context.Context, f store.BlockRunFilter, pg st
 	return brs, total, err
 }
 
-// BlockRunsOf returns the block runs of the given runs, oldest first, without logs.
+// BlockRunsOf returns the block runs of the given runs, by run and then oldest first, without
+// logs.
 func (s *Store) BlockRunsOf(ctx context.Context, runIDs ...int64) ([]run.BlockRun, error) {
 	return findAll[run.BlockRun](ctx, s.db.Collection(colBlockRuns), bson.M{"pipeline_run_id": bson.M{"$in": runIDs}},
-		options.Find().SetSort(bson.D{{Key: "_id", Value: 1}}).SetProjection(blockRunProjection), "block runs")
+		options.Find().SetSort(bson.D{{Key: "pipeline_run_id", Value: 1}, {Key: "_id", Value: 1}}).SetProjection(blockRunProjection), "block runs")
 }
 
 // GetBlockRun returns the block run id with its log.

@@ -41,6 +41,7 @@ type Store interface {
 	ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) ([]run.PipelineRun, int64, error)
 	UpdateRun(ctx context.Context, id int64, fn func(*run.PipelineRun) error) (*run.PipelineRun, error)
 	ListBlockRuns(ctx context.Context, f store.BlockRunFilter, pg store.Page) ([]run.BlockRun, int64, error)
+	// BlockRunsOf orders by run, then by id.
 	BlockRunsOf(ctx context.Context, runIDs ...int64) ([]run.BlockRun, error)
 	GetBlockRun(ctx context.Context, id int64) (*run.BlockRun, error)
 	UpdateBlockRun(ctx context.Context, id int64, fn func(*run.BlockRun) error) (*run.BlockRun, error)
@@ -331,9 +332,9 @@ func testBlockRuns(t *testing.T, s Store) {
 	if len(brs) != 3 || brs[0].ID != 1 || brs[1].ID != 2 || brs[2].ID != 12 {
 		t.Fatalf("block runs of run 1 = %+v", brs)
 	}
-	brs, err = s.BlockRunsOf(c, 1, 2)
+	brs, err = s.BlockRunsOf(c, 2, 1)
 	must(t, err)
-	if len(brs) != 4 {
+	if len(brs) != 4 || brs[0].PipelineRunID != 1 || brs[3].PipelineRunID != 2 {
 		t.Fatalf("block runs of runs 1,2 = %d", len(brs))
 	}
 	up, err := s.UpdateBlockRun(c, 2, func(br *run.BlockRun) error {

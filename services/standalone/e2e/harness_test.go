@@ -28,19 +28,33 @@ type env struct {
 	natsURL string
 }
 
+// start runs the system as the standalone binary does by default: on the embedded SQLite
+// store.
 func start(t testing.TB, extra map[string]string) *env {
 	t.Helper()
-	uri, db := testenv.Mongo(t)
+	return startWith(t, extra, false)
+}
+
+// startMongo runs the system on the MongoDB store (embedded FerretDB, or the MongoDB of
+// RUNYARD_TEST_MONGO_URI).
+func startMongo(t testing.TB, extra map[string]string) *env {
+	t.Helper()
+	return startWith(t, extra, true)
+}
+
+func startWith(t testing.TB, extra map[string]string, mongo bool) *env {
+	t.Helper()
 	natsURL := testenv.NATS(t)
 	vars := map[string]string{
 		"RUNYARD_HTTP_ADDR":        "127.0.0.1:0",
 		"RUNYARD_DATA_DIR":         t.TempDir(),
 		"RUNYARD_NATS_URL":         natsURL,
-		"RUNYARD_MONGO_URI":        uri,
-		"RUNYARD_MONGO_DATABASE":   db,
 		"RUNYARD_ADMIN_API_KEY":    adminKey,
 		"RUNYARD_LOG_LEVEL":        "warn",
 		"RUNYARD_EXECUTOR_WORKERS": "8",
+	}
+	if mongo {
+		vars["RUNYARD_MONGO_URI"], vars["RUNYARD_MONGO_DATABASE"] = testenv.Mongo(t)
 	}
 	for k, v := range extra {
 		vars[k] = v

@@ -36,7 +36,15 @@ func hasFields(t *testing.T, what string, m map[string]any, fields []string) {
 
 func TestTriggerRunsToCompletion(t *testing.T) {
 	t.Parallel()
-	e := start(t, nil)
+	for name, startStore := range map[string]func(testing.TB, map[string]string) *env{"sqlite": start, "mongo": startMongo} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			testTriggerRunsToCompletion(t, startStore(t, nil))
+		})
+	}
+}
+
+func testTriggerRunsToCompletion(t *testing.T, e *env) {
 	id, token := e.pipelineWithSchedule("etl",
 		block("load", noop),
 		block("clean", shell("echo cleaning $X"), "load"),
@@ -169,7 +177,7 @@ func TestFailingCommandFailsRun(t *testing.T) {
 
 func TestTriggerCommandDeliveredTwiceMakesOneRun(t *testing.T) {
 	t.Parallel()
-	e := start(t, nil)
+	e := startMongo(t, nil)
 	id, _ := e.pipelineWithSchedule("once", block("a", noop), block("b", noop, "a"))
 
 	nc, err := nats.Connect(e.natsURL)

@@ -9,26 +9,33 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 
 	"github.com/rs/zerolog"
 
 	"github.com/runyard/runyard/libs/config"
-	"github.com/runyard/runyard/libs/ferretserver"
 	"github.com/runyard/runyard/libs/logging"
 	"github.com/runyard/runyard/libs/mongostore"
 	"github.com/runyard/runyard/libs/natsbus"
 	"github.com/runyard/runyard/libs/natsserver"
+	"github.com/runyard/runyard/libs/sqlitestore"
 	"github.com/runyard/runyard/services/executor"
 	"github.com/runyard/runyard/services/gateway"
 	"github.com/runyard/runyard/services/syncworker"
 )
 
-// The store implements what every service consumes.
+// serviceStore is what the services consume between them; both stores provide it.
+type serviceStore interface {
+	gateway.Store
+	executor.Store
+	syncworker.Store
+	Close(ctx context.Context) error
+}
+
 var (
-	_ gateway.Store    = (*mongostore.Store)(nil)
-	_ executor.Store   = (*mongostore.Store)(nil)
-	_ syncworker.Store = (*mongostore.Store)(nil)
+	_ serviceStore = (*mongostore.Store)(nil)
+	_ serviceStore = (*sqlitestore.Store)(nil)
 )
 
 // System is a running set of services and their dependencies.
@@ -69,24 +76,11 @@ func Start(ctx context.Context, mode config.Mode, cfg config.Config, log zerolog
 		return nil, err
 	}
 
-	mongoURI := cfg.MongoURI
-	if mongoURI == "" {
-		fs, err := ferretserver.Start(filepath.Join(cfg.DataDir, "store"), "127.0.0.1:0")
-		if err != nil {
-			return nil, err
-		}
-		s.onStop(func(context.Context) { fs.Stop() })
-		mongoURI = fs.URI()
-		log.Info().Msg("embedded store started")
-	}
-	st, err := mongostore.Open(ctx, mongoURI, cfg.MongoDatabase)
+	st, err := openStore(ctx, mode, cfg, log)
 	if err != nil {
 		return nil, err
 	}
 	s.onStop(func(ctx context.Context) { _ = st.Close(ctx) })
-	if st.ServerLacksAtomicWrites() && mode != config.ModeStandalone {
-		log.Warn().Msg("the MongoDB server does not make conditional writes atomic (FerretDB): run only one Runyard process against it")
-	}
 
 	if mode == config.ModeStandalone || mode == config.ModeExecutor {
 		ex := executor.New(executor.Config{Workers: cfg.ExecutorWorkers, LogLimit: cfg.BlockLogMaxBytes}, st, bus, log.With().Str(logging.KeyService, "executor").Logger())
@@ -126,6 +120,30 @@ func Start(ctx context.Context, mode config.Mode, cfg config.Config, log zerolog
 		log.Info().Str(logging.KeyAddr, s.httpAddr.String()).Msg("gateway listening")
 	}
 	return s, nil
+}
+
+// openStore opens MongoDB when RUNYARD_MONGO_URI is set, else the embedded SQLite store in
+// the data directory.
+func openStore(ctx context.Context, mode config.Mode, cfg config.Config, log zerolog.Logger) (serviceStore, error) {
+	if cfg.MongoURI == "" {
+		if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+			return nil, fmt.Errorf("system: data directory: %w", err)
+		}
+		st, err := sqlitestore.Open(ctx, cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		log.Info().Str("path", filepath.Join(cfg.DataDir, sqlitestore.FileName)).Int("schema_version", sqlitestore.SchemaVersion()).Msg("embedded store opened")
+		return st, nil
+	}
+	st, err := mongostore.Open(ctx, cfg.MongoURI, cfg.MongoDatabase)
+	if err != nil {
+		return nil, err
+	}
+	if st.ServerLacksAtomicWrites() && mode != config.ModeStandalone {
+		log.Warn().Msg("the MongoDB server does not make conditional writes atomic (FerretDB): run only one Runyard process against it")
+	}
+	return st, nil
 }
 
 func (s *System) onStop(f func(context.Context)) { s.stops = append(s.stops, f) }

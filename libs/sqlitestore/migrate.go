@@ -1,0 +1,165 @@
+package sqlitestore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// migrations[i] brings the schema from version i to i+1. PRAGMA user_version records the
+// version a database is at. Never edit a migration that has shipped: add one.
+var migrations = []string{
+	// 1: the records. Each table keeps the full record as JSON in doc, plus the columns its
+	// queries filter, sort and constrain on.
+	`
+CREATE TABLE counters (
+	name  TEXT PRIMARY KEY,
+	value INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE pipelines (
+	space   TEXT NOT NULL,
+	uuid    TEXT NOT NULL,
+	version INTEGER NOT NULL,
+	doc     BLOB NOT NULL,
+	PRIMARY KEY (space, uuid)
+) WITHOUT ROWID;
+
+CREATE TABLE pipeline_schedules (
+	id            INTEGER PRIMARY KEY,
+	space         TEXT NOT NULL,
+	pipeline_uuid TEXT NOT NULL,
+	version       INTEGER NOT NULL,
+	doc           BLOB NOT NULL
+);
+CREATE INDEX schedules_by_pipeline ON pipeline_schedules (space, pipeline_uuid, id DESC);
+CREATE INDEX schedules_by_space ON pipeline_schedules (space, id DESC);
+
+CREATE TABLE pipeline_runs (
+	id                   INTEGER PRIMARY KEY,
+	space                TEXT NOT NULL,
+	pipeline_uuid        TEXT NOT NULL,
+	pipeline_schedule_id INTEGER NOT NULL,
+	command_id           TEXT NOT NULL UNIQUE,
+	status               TEXT NOT NULL,
+	execution_date       INTEGER NOT NULL, -- unix milliseconds
+	version              INTEGER NOT NULL,
+	doc                  BLOB NOT NULL
+);
+CREATE INDEX runs_by_schedule ON pipeline_runs (space, pipeline_schedule_id, execution_date DESC, id DESC);
+CREATE INDEX runs_by_pipeline ON pipeline_runs (space, pipeline_uuid, execution_date DESC, id DESC);
+CREATE INDEX runs_by_status ON pipeline_runs (space, status, execution_date DESC, id DESC);
+CREATE INDEX runs_by_pipeline_status ON pipeline_runs (space, pipeline_uuid, status, execution_date DESC, id DESC);
+CREATE INDEX runs_by_space ON pipeline_runs (space, execution_date DESC, id DESC);
+
+CREATE TABLE block_runs (
+	id              INTEGER PRIMARY KEY,
+	space           TEXT NOT NULL,
+	pipeline_run_id INTEGER NOT NULL,
+	pipeline_uuid   TEXT NOT NULL,
+	block_uuid      TEXT NOT NULL,
+	version         INTEGER NOT NULL,
+	doc             BLOB NOT NULL,
+	log             TEXT NOT NULL DEFAULT '',
+	UNIQUE (pipeline_run_id, block_uuid)
+);
+CREATE INDEX block_runs_by_run ON block_runs (pipeline_run_id, id);
+CREATE INDEX block_runs_by_pipeline ON block_runs (space, pipeline_uuid, id DESC);
+CREATE INDEX block_runs_by_space ON block_runs (space, id DESC);
+
+CREATE TABLE api_keys (
+	hash TEXT PRIMARY KEY,
+	doc  BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE commands (
+	id  TEXT PRIMARY KEY,
+	doc BLOB NOT NULL
+) WITHOUT ROWID;
+`,
+	// 2: list totals kept up to date by triggers, so a page of a list with a million runs
+	// costs an index range plus a handful of summed rows, not a count over the range.
+	`
+CREATE TABLE run_counts (
+	space                TEXT NOT NULL,
+	pipeline_uuid        TEXT NOT NULL,
+	pipeline_schedule_id INTEGER NOT NULL,
+	status               TEXT NOT NULL,
+	n                    INTEGER NOT NULL,
+	PRIMARY KEY (space, pipeline_uuid, pipeline_schedule_id, status)
+) WITHOUT ROWID;
+CREATE INDEX run_counts_by_schedule ON run_counts (space, pipeline_schedule_id);
+CREATE INDEX run_counts_by_status ON run_counts (space, status);
+
+INSERT INTO run_counts (space, pipeline_uuid, pipeline_schedule_id, status, n)
+	SELECT space, pipeline_uuid, pipeline_schedule_id, status, count(*) FROM pipeline_runs
+	GROUP BY space, pipeline_uuid, pipeline_schedule_id, status;
+
+CREATE TRIGGER run_counts_insert AFTER INSERT ON pipeline_runs BEGIN
+	INSERT INTO run_counts (space, pipeline_uuid, pipeline_schedule_id, status, n)
+	VALUES (NEW.space, NEW.pipeline_uuid, NEW.pipeline_schedule_id, NEW.status, 1)
+	ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER run_counts_status AFTER UPDATE OF status ON pipeline_runs WHEN OLD.status <> NEW.status BEGIN
+	UPDATE run_counts SET n = n - 1
+	WHERE space = OLD.space AND pipeline_uuid = OLD.pipeline_uuid AND pipeline_schedule_id = OLD.pipeline_schedule_id AND status = OLD.status;
+	INSERT INTO run_counts (space, pipeline_uuid, pipeline_schedule_id, status, n)
+	VALUES (NEW.space, NEW.pipeline_uuid, NEW.pipeline_schedule_id, NEW.status, 1)
+	ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+
+CREATE TRIGGER run_counts_delete AFTER DELETE ON pipeline_runs BEGIN
+	UPDATE run_counts SET n = n - 1
+	WHERE space = OLD.space AND pipeline_uuid = OLD.pipeline_uuid AND pipeline_schedule_id = OLD.pipeline_schedule_id AND status = OLD.status;
+END;
+
+CREATE TABLE block_run_counts (
+	space         TEXT NOT NULL,
+	pipeline_uuid TEXT NOT NULL,
+	n             INTEGER NOT NULL,
+	PRIMARY KEY (space, pipeline_uuid)
+) WITHOUT ROWID;
+
+INSERT INTO block_run_counts (space, pipeline_uuid, n)
+	SELECT space, pipeline_uuid, count(*) FROM block_runs GROUP BY space, pipeline_uuid;
+
+CREATE TRIGGER block_run_counts_insert AFTER INSERT ON block_runs BEGIN
+	INSERT INTO block_run_counts (space, pipeline_uuid, n) VALUES (NEW.space, NEW.pipeline_uuid, 1)
+	ON CONFLICT DO UPDATE SET n = n + 1;
+END;
+`,
+}
+
+// SchemaVersion is the schema version this build writes.
+func SchemaVersion() int { return len(migrations) }
+
+// migrate applies the migrations a database lacks, up to version upTo, each in its own
+// transaction together with the version bump, so a crash leaves a whole version or none.
+func migrate(ctx context.Context, db *sql.DB, upTo int) error {
+	var v int
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&v); err != nil {
+		return fmt.Errorf("sqlitestore: read schema version: %w", err)
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("sqlitestore: database schema version %d is newer than this build's %d: upgrade runyard", v, len(migrations))
+	}
+	for ; v < upTo; v++ {
+		tx, err := db.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("sqlitestore: migrate to %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("sqlitestore: migrate to %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", v+1)); err != nil {
+			_ = tx.Rollback()
+			return fmt.Errorf("sqlitestore: migrate to %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("sqlitestore: migrate to %d: %w", v+1, err)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,164 @@
+package sqlitestore
+
+import (
+	"context"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/runyard/runyard/libs/pipeline"
+	"github.com/runyard/runyard/libs/run"
+	"github.com/runyard/runyard/libs/schedule"
+	"github.com/runyard/runyard/libs/store"
+	"github.com/runyard/runyard/libs/storetest"
+)
+
+func open(t *testing.T, dir string) *Store {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	s, err := Open(ctx, dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(context.Background()) })
+	return s
+}
+
+func TestConformance(t *testing.T) {
+	t.Parallel()
+	storetest.Run(t, func(t *testing.T) storetest.Store { return open(t, t.TempDir()) })
+}
+
+// TestListQueriesUseIndexes fails when a list the APIs serve would scan a table or sort
+// outside an index.
+func TestListQueriesUseIndexes(t *testing.T) {
+	t.Parallel()
+	s := open(t, t.TempDir())
+	pg := store.Page{Limit: 20, Offset: 40}
+	queries := map[string]struct {
+		q    string
+		args []any
+	}{}
+	for name, f := range map[string]store.RunFilter{
+		"runs of a schedule":           {Space: "s", ScheduleID: 7},
+		"runs of a pipeline":           {Space: "s", PipelineUUID: "p"},
+		"runs by status":               {Space: "s", Status: run.StatusFailed},
+		"runs of a pipeline by status": {Space: "s", PipelineUUID: "p", Status: run.StatusFailed},
+		"runs of a space":              {Space: "s"},
+		"schedule runs by status":      {Space: "s", ScheduleID: 7, Status: run.StatusFailed},
+	} {
+		w := runFilter(f)
+		queries[name] = struct {
+			q    string
+			args []any
+		}{listRunsQuery(w, pg), w.args}
+		queries[name+" (count)"] = struct {
+			q    string
+			args []any
+		}{`SELECT coalesce(sum(n), 0) FROM run_counts` + w.String(), w.args}
+	}
+	add := func(name, q string, args ...any) {
+		queries[name] = struct {
+			q    string
+			args []any
+		}{q, args}
+	}
+	add("pipelines of a space", `SELECT doc FROM pipelines WHERE space = ? ORDER BY uuid LIMIT 20`, "s")
+	add("schedules of a pipeline", `SELECT doc FROM pipeline_schedules WHERE space = ? AND pipeline_uuid = ? ORDER BY id DESC LIMIT 20`, "s", "p")
+	add("schedules of a space", `SELECT doc FROM pipeline_schedules WHERE space = ? ORDER BY id DESC LIMIT 20`, "s")
+	add("block runs of a run", `SELECT doc FROM block_runs WHERE space = ? AND pipeline_run_id = ? ORDER BY id DESC LIMIT 20`, "s", 1)
+	add("block runs of a pipeline", `SELECT doc FROM block_runs WHERE space = ? AND pipeline_uuid = ? ORDER BY id DESC LIMIT 20`, "s", "p")
+	add("block runs of a space", `SELECT doc FROM block_runs WHERE space = ? ORDER BY id DESC LIMIT 20`, "s")
+	add("block runs of runs", `SELECT doc FROM block_runs WHERE pipeline_run_id IN (?, ?) ORDER BY pipeline_run_id, id`, 1, 2)
+	add("run by command", `SELECT doc FROM pipeline_runs WHERE command_id = ?`, "c")
+
+	for name, q := range queries {
+		rows, err := s.r.Query("EXPLAIN QUERY PLAN "+q.q, q.args...)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		var plan []string
+		for rows.Next() {
+			var id, parent, unused int
+			var detail string
+			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
+				t.Fatal(err)
+			}
+			plan = append(plan, detail)
+		}
+		rows.Close()
+		joined := strings.Join(plan, "; ")
+		for _, bad := range []string{"SCAN pipeline_runs", "SCAN block_runs", "SCAN pipelines", "SCAN pipeline_schedules", "USE TEMP B-TREE"} {
+			if strings.Contains(joined, bad) {
+				t.Errorf("%s is not answered by an index: %s", name, joined)
+			}
+		}
+	}
+}
+
+// TestOpensPreviousSchemaVersion writes a database at the previous schema version, then opens
+// it with this build: the migration must keep every record and bring the new parts up to date.
+func TestOpensPreviousSchemaVersion(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	ctx := context.Background()
+	old, err := openAt(ctx, filepath.Join(dir, FileName), SchemaVersion()-1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for i := int64(1); i <= 3; i++ {
+		st := run.StatusCompleted
+		if i == 3 {
+			st = run.StatusFailed
+		}
+		r := &run.PipelineRun{ID: i, Space: "s", PipelineUUID: "p", PipelineScheduleID: 9, CommandID: "c" + string(rune('0'+i)), Status: st, ExecutionDate: at.Add(time.Duration(i) * time.Hour)}
+		doc, err := encode(r)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := old.w.ExecContext(ctx, `INSERT INTO pipeline_runs (id, space, pipeline_uuid, pipeline_schedule_id, command_id, status, execution_date, version, doc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			append(runColumns(r), doc)...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := old.CreatePipeline(ctx, &pipeline.Pipeline{Space: "s", UUID: "p"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.CreateSchedule(ctx, &schedule.Schedule{ID: 9, Space: "s", PipelineUUID: "p", Name: "t"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(ctx); err != nil {
+		t.Fatal(err)
+	}
+
+	s := open(t, dir)
+	var v int
+	if err := s.r.QueryRow("PRAGMA user_version").Scan(&v); err != nil || v != SchemaVersion() {
+		t.Fatalf("schema version %d (%v), want %d", v, err, SchemaVersion())
+	}
+	runs, total, err := s.ListRuns(ctx, store.RunFilter{Space: "s", ScheduleID: 9}, store.Page{Limit: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if total != 3 || len(runs) != 3 || runs[0].ID != 3 {
+		t.Fatalf("after migration: total %d, runs %d", total, len(runs))
+	}
+	_, failed, err := s.ListRuns(ctx, store.RunFilter{Space: "s", Status: run.StatusFailed}, store.Page{Limit: 10})
+	if err != nil || failed != 1 {
+		t.Fatalf("failed runs counted %d (%v), want 1", failed, err)
+	}
+	if _, err := s.GetPipeline(ctx, "s", "p"); err != nil {
+		t.Fatal(err)
+	}
+	// A newer database than the build is refused, not silently used.
+	if _, err := s.w.Exec("PRAGMA user_version = 99"); err != nil {
+		t.Fatal(err)
+	}
+	_ = s.Close(ctx)
+	if _, err := Open(ctx, dir); err == nil || !strings.Contains(err.Error(), "newer") {
+		t.Fatalf("opening a newer schema: %v", err)
+	}
+}
