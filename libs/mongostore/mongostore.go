@@ -127,10 +127,13 @@ var indexes = []index{
 	{colRuns, bson.D{{Key: "space", Value: 1}, {Key: "pipeline_schedule_id", Value: 1}, {Key: "execution_date", Value: -1}, {Key: "_id", Value: -1}}, false},
 	{colRuns, bson.D{{Key: "space", Value: 1}, {Key: "pipeline_uuid", Value: 1}, {Key: "execution_date", Value: -1}, {Key: "_id", Value: -1}}, false},
 	{colRuns, bson.D{{Key: "space", Value: 1}, {Key: "status", Value: 1}, {Key: "execution_date", Value: -1}, {Key: "_id", Value: -1}}, false},
+	{colRuns, bson.D{{Key: "space", Value: 1}, {Key: "pipeline_uuid", Value: 1}, {Key: "status", Value: 1}, {Key: "execution_date", Value: -1}, {Key: "_id", Value: -1}}, false},
 	{colRuns, bson.D{{Key: "space", Value: 1}, {Key: "execution_date", Value: -1}, {Key: "_id", Value: -1}}, false},
 	{colBlockRuns, bson.D{{Key: "pipeline_run_id", Value: 1}, {Key: "block_uuid", Value: 1}}, true},
 	{colBlockRuns, bson.D{{Key: "pipeline_run_id", Value: 1}, {Key: "_id", Value: 1}}, false},
 	{colBlockRuns, bson.D{{Key: "space", Value: 1}, {Key: "pipeline_uuid", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colBlockRuns, bson.D{{Key: "space", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colSchedules, bson.D{{Key: "space", Value: 1}, {Key: "_id", Value: -1}}, false},
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {
