@@ -134,6 +134,7 @@ var indexes = []index{
 	{colBlockRuns, bson.D{{Key: "space", Value: 1}, {Key: "pipeline_uuid", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colBlockRuns, bson.D{{Key: "space", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colSchedules, bson.D{{Key: "space", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colStats, bson.D{{Key: "space", Value: 1}, {Key: "pipeline_uuid", Value: 1}, {Key: "day", Value: 1}}, false},
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {
@@ -231,3 +232,5 @@ func findAll[T any](ctx context.Context, c *mongo.Collection, filter bson.M, opt
 }
 
 func isDuplicate(err error) bool { return errors.Is(err, store.ErrDuplicate) }
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

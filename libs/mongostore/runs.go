@@ -17,8 +17,10 @@ import (
 // CreateRun inserts r, whose ID the caller allocated. A run with the same command id is
 // ErrDuplicate: that command already made its run.
 func (s *Store) CreateRun(ctx context.Context, r *run.PipelineRun) error {
-	_, err := s.db.Collection(colRuns).InsertOne(ctx, r)
-	return mapErr(err, fmt.Sprintf("create run %d", r.ID))
+	if _, err := s.db.Collection(colRuns).InsertOne(ctx, r); err != nil {
+		return mapErr(err, fmt.Sprintf("create run %d", r.ID))
+	}
+	return s.bumpStats(ctx, r, 1)
 }
 
 // CreateBlockRuns inserts brs. A block run whose (run, block) pair exists is skipped, so a
@@ -90,10 +92,18 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) 
 
 // UpdateRun applies fn to the stored run and writes the result if fn returns nil.
 func (s *Store) UpdateRun(ctx context.Context, id int64, fn func(*run.PipelineRun) error) (*run.PipelineRun, error) {
-	return update(ctx, s.locks, s.db.Collection(colRuns), id, fmt.Sprintf("update run %d", id),
+	var before run.PipelineRun
+	r, err := update(ctx, s.locks, s.db.Collection(colRuns), id, fmt.Sprintf("update run %d", id),
 		func(r *run.PipelineRun) *int64 { return &r.Version },
 		func(r *run.PipelineRun, now time.Time) { r.UpdatedAt = now },
-		fn)
+		func(r *run.PipelineRun) error { before = *r; return fn(r) })
+	if err != nil || (before.Status == r.Status && before.ExecutionDate.Equal(r.ExecutionDate)) {
+		return r, err
+	}
+	if err := s.bumpStats(ctx, &before, -1); err != nil {
+		return r, err
+	}
+	return r, s.bumpStats(ctx, r, 1)
 }
 
 // blockRunProjection leaves the (possibly large) log out of list reads.

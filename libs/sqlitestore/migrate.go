@@ -129,6 +129,77 @@ CREATE TRIGGER block_run_counts_insert AFTER INSERT ON block_runs BEGIN
 	ON CONFLICT DO UPDATE SET n = n + 1;
 END;
 `,
+	// 3: per-pipeline run statistics by day of execution date and status, with the summed
+	// duration of completed runs, kept by triggers in the transaction that changes a run.
+	`
+CREATE TABLE pipeline_stats (
+	space         TEXT NOT NULL,
+	pipeline_uuid TEXT NOT NULL,
+	day           INTEGER NOT NULL, -- days since the Unix epoch, UTC
+	status        TEXT NOT NULL,
+	n             INTEGER NOT NULL,
+	duration_ms   INTEGER NOT NULL,
+	PRIMARY KEY (space, pipeline_uuid, day, status)
+) WITHOUT ROWID;
+
+INSERT INTO pipeline_stats (space, pipeline_uuid, day, status, n, duration_ms)
+	SELECT space, pipeline_uuid, execution_date / 86400000, status, count(*), sum(` + completedMillis("") + `)
+	FROM pipeline_runs GROUP BY 1, 2, 3, 4;
+
+CREATE TRIGGER pipeline_stats_insert AFTER INSERT ON pipeline_runs BEGIN
+	INSERT INTO pipeline_stats (space, pipeline_uuid, day, status, n, duration_ms)
+	VALUES (NEW.space, NEW.pipeline_uuid, NEW.execution_date / 86400000, NEW.status, 1, ` + completedMillis("NEW.") + `)
+	ON CONFLICT DO UPDATE SET n = n + 1, duration_ms = duration_ms + excluded.duration_ms;
+END;
+
+CREATE TRIGGER pipeline_stats_update AFTER UPDATE OF status, execution_date ON pipeline_runs
+WHEN OLD.status <> NEW.status OR OLD.execution_date <> NEW.execution_date BEGIN
+	UPDATE pipeline_stats SET n = n - 1, duration_ms = duration_ms - ` + completedMillis("OLD.") + `
+	WHERE space = OLD.space AND pipeline_uuid = OLD.pipeline_uuid AND day = OLD.execution_date / 86400000 AND status = OLD.status;
+	INSERT INTO pipeline_stats (space, pipeline_uuid, day, status, n, duration_ms)
+	VALUES (NEW.space, NEW.pipeline_uuid, NEW.execution_date / 86400000, NEW.status, 1, ` + completedMillis("NEW.") + `)
+	ON CONFLICT DO UPDATE SET n = n + 1, duration_ms = duration_ms + excluded.duration_ms;
+END;
+
+-- The most recent run of each pipeline, so a page of pipelines finds theirs in one query.
+CREATE TABLE pipeline_last_runs (
+	space          TEXT NOT NULL,
+	pipeline_uuid  TEXT NOT NULL,
+	run_id         INTEGER NOT NULL,
+	status         TEXT NOT NULL,
+	execution_date INTEGER NOT NULL,
+	PRIMARY KEY (space, pipeline_uuid)
+) WITHOUT ROWID;
+
+INSERT INTO pipeline_last_runs (space, pipeline_uuid, run_id, status, execution_date)
+	SELECT space, pipeline_uuid, id, status, execution_date FROM (
+		SELECT space, pipeline_uuid, id, status, execution_date,
+			row_number() OVER (PARTITION BY space, pipeline_uuid ORDER BY execution_date DESC, id DESC) AS rank
+		FROM pipeline_runs) WHERE rank = 1;
+
+CREATE TRIGGER pipeline_last_runs_insert AFTER INSERT ON pipeline_runs BEGIN
+	INSERT INTO pipeline_last_runs (space, pipeline_uuid, run_id, status, execution_date)
+	VALUES (NEW.space, NEW.pipeline_uuid, NEW.id, NEW.status, NEW.execution_date)
+	ON CONFLICT DO UPDATE SET run_id = excluded.run_id, status = excluded.status, execution_date = excluded.execution_date
+	WHERE excluded.execution_date > execution_date OR (excluded.execution_date = execution_date AND excluded.run_id > run_id);
+END;
+
+CREATE TRIGGER pipeline_last_runs_status AFTER UPDATE OF status ON pipeline_runs BEGIN
+	UPDATE pipeline_last_runs SET status = NEW.status
+	WHERE space = NEW.space AND pipeline_uuid = NEW.pipeline_uuid AND run_id = NEW.id;
+END;
+
+CREATE TRIGGER pipeline_stats_delete AFTER DELETE ON pipeline_runs BEGIN
+	UPDATE pipeline_stats SET n = n - 1, duration_ms = duration_ms - ` + completedMillis("OLD.") + `
+	WHERE space = OLD.space AND pipeline_uuid = OLD.pipeline_uuid AND day = OLD.execution_date / 86400000 AND status = OLD.status;
+END;
+`,
+}
+
+// completedMillis is the SQL expression of a completed run's duration in milliseconds (0 for
+// other statuses), read from the row's JSON document; row is "NEW.", "OLD." or "".
+func completedMillis(row string) string {
+	return `(CASE WHEN ` + row + `status = 'completed' THEN coalesce(CAST(round((julianday(json_extract(` + row + `doc, '$.completed_at')) - julianday(json_extract(` + row + `doc, '$.started_at'))) * 86400000.0) AS INTEGER), 0) ELSE 0 END)`
 }
 
 // SchemaVersion is the schema version this build writes.

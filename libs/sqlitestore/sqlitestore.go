@@ -49,7 +49,7 @@ func Open(ctx context.Context, dir string) (*Store, error) {
 func openAt(ctx context.Context, path string, upTo int) (*Store, error) {
 	dsn := func(extra ...string) string {
 		q := url.Values{}
-		for _, p := range append([]string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(10000)", "foreign_keys(1)", "cache_size(-32000)"}, extra...) {
+		for _, p := range append([]string{"journal_mode(WAL)", "synchronous(NORMAL)", "busy_timeout(10000)", "foreign_keys(1)", "cache_size(-32000)", "temp_store(MEMORY)"}, extra...) {
 			q.Add("_pragma", p)
 		}
 		q.Set("_txlock", "immediate")
@@ -220,3 +220,5 @@ func limitClause(pg store.Page) string {
 	}
 	return fmt.Sprintf(" LIMIT %d OFFSET %d", limit, pg.Offset)
 }
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

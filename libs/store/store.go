@@ -72,3 +72,53 @@ type CommandOutcome struct {
 // Now returns the current UTC time at the precision every store keeps (MongoDB dates hold
 // milliseconds), so a value returned before and after a round trip through a store is equal.
 func Now() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+
+// PipelineStats summarizes the runs of one pipeline whose execution date falls in a window.
+// Stores keep the counts up to date as runs change, so reading them never scans runs.
+type PipelineStats struct {
+	PipelineUUID string
+	// Runs counts the window's runs by their current status.
+	Runs map[run.Status]int64
+	// CompletedSeconds is the summed duration (started to completed) of the completed runs.
+	CompletedSeconds float64
+	// LastRun is the pipeline's most recent run, in or out of the window; nil when none.
+	LastRun *LastRun
+}
+
+// LastRun identifies a pipeline's most recent run.
+type LastRun struct {
+	ID            int64
+	Status        run.Status
+	ExecutionDate time.Time
+}
+
+// Total is the number of runs in the window.
+func (s PipelineStats) Total() int64 {
+	var n int64
+	for _, c := range s.Runs {
+		n += c
+	}
+	return n
+}
+
+// SuccessRate is completed runs over finished runs (completed, failed, cancelled), and false
+// when none finished.
+func (s PipelineStats) SuccessRate() (float64, bool) {
+	done := s.Runs[run.StatusCompleted] + s.Runs[run.StatusFailed] + s.Runs[run.StatusCancelled]
+	if done == 0 {
+		return 0, false
+	}
+	return float64(s.Runs[run.StatusCompleted]) / float64(done), true
+}
+
+// MeanDuration is the mean duration of completed runs in seconds, and false when none.
+func (s PipelineStats) MeanDuration() (float64, bool) {
+	n := s.Runs[run.StatusCompleted]
+	if n == 0 {
+		return 0, false
+	}
+	return s.CompletedSeconds / float64(n), true
+}
+
+// StatsDay is the day bucket of an execution date: days since the Unix epoch, UTC.
+func StatsDay(t time.Time) int64 { return t.UnixMilli() / (24 * 60 * 60 * 1000) }

@@ -46,6 +46,8 @@ type Store interface {
 	GetBlockRun(ctx context.Context, id int64) (*run.BlockRun, error)
 	UpdateBlockRun(ctx context.Context, id int64, fn func(*run.BlockRun) error) (*run.BlockRun, error)
 
+	PipelineStats(ctx context.Context, space string, uuids []string, since time.Time) (map[string]store.PipelineStats, error)
+
 	PutAPIKey(ctx context.Context, k store.APIKey) error
 	GetAPIKey(ctx context.Context, hash string) (*store.APIKey, error)
 	CountAPIKeys(ctx context.Context) (int64, error)
@@ -66,6 +68,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Runs", testRuns},
 		{"RunUpdates", testRunUpdates},
 		{"BlockRuns", testBlockRuns},
+		{"PipelineStats", testPipelineStats},
 		{"APIKeysAndOutcomes", testAPIKeysAndOutcomes},
 	}
 	for _, tc := range tests {
@@ -392,4 +395,67 @@ func testAPIKeysAndOutcomes(t *testing.T, s Store) {
 	}
 	_, err = s.GetOutcome(c, "c2")
 	wantErr(t, err, store.ErrNotFound)
+}
+
+func testPipelineStats(t *testing.T, s Store) {
+	c := ctx(t)
+	today := time.Now().UTC().Truncate(time.Millisecond)
+	old := today.Add(-10 * 24 * time.Hour)
+	mk := func(id int64, pipelineUUID string, at time.Time) *run.PipelineRun {
+		r := newRun(id, "s1", pipelineUUID, 1, run.StatusRunning, at)
+		started := at
+		r.StartedAt = &started
+		return r
+	}
+	for i, at := range []time.Time{today, today, today, old} {
+		must(t, s.CreateRun(c, mk(int64(i+1), "p1", at)))
+	}
+	must(t, s.CreateRun(c, mk(5, "p2", today)))
+	must(t, s.CreateRun(c, newRun(6, "s2", "p1", 1, run.StatusCompleted, today))) // another space
+	finish := func(id int64, st run.Status, took time.Duration) {
+		t.Helper()
+		_, err := s.UpdateRun(c, id, func(r *run.PipelineRun) error {
+			done := r.StartedAt.Add(took)
+			r.Status, r.CompletedAt = st, &done
+			return nil
+		})
+		must(t, err)
+	}
+	finish(1, run.StatusCompleted, 2*time.Second)
+	finish(2, run.StatusCompleted, 4*time.Second)
+	finish(3, run.StatusFailed, time.Second)
+	finish(4, run.StatusCompleted, 100*time.Second) // outside the window
+	// An update that leaves the status alone changes nothing.
+	_, err := s.UpdateRun(c, 1, func(r *run.PipelineRun) error { r.Metrics = map[string]any{"k": 1}; return nil })
+	must(t, err)
+
+	stats, err := s.PipelineStats(c, "s1", []string{"p1", "p2", "p3"}, today.Add(-7*24*time.Hour))
+	must(t, err)
+	p1 := stats["p1"]
+	if p1.Runs[run.StatusCompleted] != 2 || p1.Runs[run.StatusFailed] != 1 || p1.Runs[run.StatusRunning] != 0 || p1.Total() != 3 {
+		t.Fatalf("p1 runs by status = %v", p1.Runs)
+	}
+	if mean, ok := p1.MeanDuration(); !ok || mean != 3 {
+		t.Fatalf("p1 mean duration = %v %v, want 3s", mean, ok)
+	}
+	if rate, ok := p1.SuccessRate(); !ok || rate < 0.66 || rate > 0.67 {
+		t.Fatalf("p1 success rate = %v %v, want 2/3", rate, ok)
+	}
+	if p1.LastRun == nil || p1.LastRun.ID != 3 || p1.LastRun.Status != run.StatusFailed {
+		t.Fatalf("p1 last run = %+v, want run 3 (failed)", p1.LastRun)
+	}
+	if p2 := stats["p2"]; p2.Runs[run.StatusRunning] != 1 || p2.Total() != 1 {
+		t.Fatalf("p2 = %+v", p2)
+	}
+	if _, ok := stats["p2"].SuccessRate(); ok {
+		t.Fatal("p2 has no finished run, so no success rate")
+	}
+	if p3 := stats["p3"]; p3.Total() != 0 || p3.LastRun != nil {
+		t.Fatalf("p3 has no runs: %+v", p3)
+	}
+	all, err := s.PipelineStats(c, "s1", []string{"p1"}, old)
+	must(t, err)
+	if all["p1"].Total() != 4 || all["p1"].Runs[run.StatusCompleted] != 3 {
+		t.Fatalf("p1 over 11 days = %v", all["p1"].Runs)
+	}
 }
