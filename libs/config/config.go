@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"regexp"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
+	"unicode"
 
 	"github.com/rs/zerolog"
+	"go.mongodb.org/mongo-driver/v2/x/mongo/driver/connstring"
 )
 
 // Mode is the way a process runs: all services in one process, or one service alone.
@@ -33,6 +36,7 @@ type Config struct {
 	DataDir          string
 	NATSURL          string
 	NATSAddr         string
+	NATSReplicas     int
 	MongoURI         string
 	MongoDatabase    string
 	AdminAPIKey      string
@@ -77,8 +81,10 @@ var vars = []Var{
 		set: func(c *Config, v string) error { c.NATSURL = v; return checkURLs(v, "nats", "tls", "ws", "wss") }},
 	{Name: "RUNYARD_NATS_ADDR", Default: "127.0.0.1:4222", Description: "client address of the embedded NATS server (standalone mode without RUNYARD_NATS_URL)",
 		set: func(c *Config, v string) error { c.NATSAddr = v; return checkAddr(v) }},
+	{Name: "RUNYARD_NATS_REPLICAS", Default: "1", Description: "how many servers of a NATS cluster keep each Runyard stream (1 to 5)",
+		set: func(c *Config, v string) (err error) { c.NATSReplicas, err = positiveInt(v, 1, 5); return err }},
 	{Name: "RUNYARD_MONGO_URI", Default: "", Description: "MongoDB connection string; unset in standalone mode means the embedded store", Credentials: true,
-		set: func(c *Config, v string) error { c.MongoURI = v; return checkURLs(v, "mongodb", "mongodb+srv") }},
+		set: func(c *Config, v string) error { c.MongoURI = v; return checkMongoURI(v) }},
 	{Name: "RUNYARD_MONGO_DATABASE", Default: "runyard", Description: "MongoDB database name",
 		set: func(c *Config, v string) error { c.MongoDatabase = v; return nonEmpty(v) }},
 	{Name: "RUNYARD_ADMIN_API_KEY", Default: "", Description: "when set, an admin API key with exactly this value exists after start-up; when unset and no key exists, one is generated and printed once", Secret: true,
@@ -178,20 +184,37 @@ func mask(v Var, val string) string {
 	case v.Secret:
 		return "****"
 	case v.Credentials:
-		parts := strings.Split(val, ",")
-		for i, p := range parts {
-			u, err := url.Parse(strings.TrimSpace(p))
-			switch {
-			case err != nil:
-				parts[i] = "(unparsable URL)"
-			case u.User != nil:
-				u.User = url.User("redacted")
-				parts[i] = u.String()
-			}
-		}
-		return strings.Join(parts, ",")
+		return userinfo.ReplaceAllString(val, "${1}redacted@")
 	}
 	return val
+}
+
+// userinfo matches a URL's scheme and everything up to the last '@' after it, so that a
+// password is removed even when it holds characters a URL parser would choke on.
+var userinfo = regexp.MustCompile(`(?i)([a-z][a-z0-9+.-]*://)[^@]*@`)
+
+// checkMongoURI validates with the driver's own parser (a MongoDB URI lists replica-set hosts
+// separated by commas, which a URL parser refuses). The parser's message can quote the
+// password, so only a generic one is returned.
+func checkMongoURI(v string) error {
+	if !strings.HasPrefix(v, "mongodb://") && !strings.HasPrefix(v, "mongodb+srv://") {
+		return errors.New("must be a connection string starting with mongodb:// or mongodb+srv://")
+	}
+	if strings.ContainsFunc(v, unicode.IsControl) {
+		return errors.New("must not contain control characters")
+	}
+	if strings.HasPrefix(v, "mongodb+srv://") {
+		// Parse would resolve the SRV record over DNS; the scheme and a host are all that can
+		// be checked offline.
+		if strings.TrimPrefix(v, "mongodb+srv://") == "" {
+			return errors.New("must name a host")
+		}
+		return nil
+	}
+	if _, err := connstring.Parse(v); err != nil {
+		return errors.New("is not a valid MongoDB connection string (check hosts, ports and that special characters in the password are percent-encoded)")
+	}
+	return nil
 }
 
 func nonEmpty(v string) error {

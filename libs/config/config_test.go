@@ -366,3 +366,17 @@ func TestLogLeavesUnsetSecretEmpty(t *testing.T) {
 		}
 	}
 }
+
+func TestMongoURIWithReplicaSetHosts(t *testing.T) {
+	t.Parallel()
+	env := map[string]string{"RUNYARD_MONGO_URI": "mongodb://u:p%40ss@a:27017,b:27017,c/?replicaSet=rs0", "RUNYARD_NATS_URL": "nats://n:4222"}
+	c, err := config.Load(config.ModeExecutor, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	c.Log(zerolog.New(&buf))
+	if strings.Contains(buf.String(), "p%40ss") || !strings.Contains(buf.String(), "mongodb://redacted@a:27017,b:27017,c/?replicaSet=rs0") {
+		t.Fatalf("logged %s", buf.String())
+	}
+}

@@ -18,8 +18,11 @@ import (
 // DuplicateWindow is how long the command and work streams remember message ids.
 const DuplicateWindow = 2 * time.Minute
 
-// Limits bound the event stream's history.
-type Limits struct {
+// StreamOptions size the streams: how many servers hold each one, and how much event history
+// is kept.
+type StreamOptions struct {
+	// Replicas is how many servers of a cluster keep each stream (1 on a single server).
+	Replicas      int
 	EventMaxAge   time.Duration
 	EventMaxBytes int64
 }
@@ -85,7 +88,7 @@ func (b *Bus) Ping(ctx context.Context) error {
 
 // Setup creates or updates the streams. It is idempotent and safe to run from every process
 // at start-up.
-func (b *Bus) Setup(ctx context.Context, l Limits) error {
+func (b *Bus) Setup(ctx context.Context, l StreamOptions) error {
 	streams := []jetstream.StreamConfig{
 		{
 			Name:        StreamCommands,
@@ -118,6 +121,7 @@ func (b *Bus) Setup(ctx context.Context, l Limits) error {
 		},
 	}
 	for _, cfg := range streams {
+		cfg.Replicas = max(l.Replicas, 1)
 		if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("natsbus: set up stream %s: %w", cfg.Name, err)
 		}

@@ -67,8 +67,10 @@ const defaultRetryDelay = time.Second
 // Consumer is a running durable consumer.
 type Consumer struct {
 	cc       jetstream.ConsumeContext
-	inflight sync.WaitGroup
 	cancel   context.CancelFunc
+	mu       sync.Mutex // orders inflight.Add against Stop's Wait
+	stopped  bool
+	inflight sync.WaitGroup
 }
 
 // Consume creates (or updates) the durable consumer and starts handling deliveries with h.
@@ -101,7 +103,16 @@ func (b *Bus) Consume(ctx context.Context, cfg ConsumerConfig, h Handler) (*Cons
 	log := b.log.With().Str("consumer", cfg.Durable).Logger()
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		sem <- struct{}{}
+		c.mu.Lock()
+		if c.stopped {
+			// Delivered after Stop began: hand it straight back for another process.
+			c.mu.Unlock()
+			<-sem
+			_ = m.Nak()
+			return
+		}
 		c.inflight.Add(1)
+		c.mu.Unlock()
 		go func() {
 			defer func() { <-sem; c.inflight.Done() }()
 			handle(hctx, m, h, cfg.AckWait, log)
@@ -160,6 +171,9 @@ func handle(ctx context.Context, m jetstream.Msg, h Handler, ackWait time.Durati
 // Stop stops taking deliveries and waits for in-flight handlers until ctx ends; then it
 // cancels their context. Deliveries not acked by then are redelivered to another worker.
 func (c *Consumer) Stop(ctx context.Context) {
+	c.mu.Lock()
+	c.stopped = true
+	c.mu.Unlock()
 	c.cc.Drain()
 	done := make(chan struct{})
 	go func() { c.inflight.Wait(); close(done) }()

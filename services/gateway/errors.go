@@ -41,9 +41,9 @@ func errUnauthorized(typ, format string, args ...any) error {
 // errorBody is Mage's error envelope, sent with the real HTTP status (Mage itself answers 200).
 type errorBody struct {
 	Error struct {
-		Code    int                `json:"code"`
-		Message string             `json:"message"`
-		Type    string             `json:"type"`
+		Code    int                     `json:"code"`
+		Message string                  `json:"message"`
+		Type    string                  `json:"type"`
 		Errors  []validation.FieldError `json:"errors"`
 	} `json:"error"`
 }
@@ -126,6 +126,8 @@ func jsonKind(k string) string {
 		return "a string"
 	case "bool":
 		return "a boolean"
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "a whole number"
 	case "ptr", "interface":
 		return "a value of another type"
 	}

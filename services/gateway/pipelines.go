@@ -59,16 +59,16 @@ func decodePipeline(c *fiber.Ctx) (*pipelineFields, error) {
 }
 
 // prefixField puts the envelope key in front of the field of a decoding error, so that
-// "blocks[0].upstream_blocks" reads "pipeline.blocks[0].upstream_blocks".
+// "blocks[0].upstream_blocks" reads "pipeline.blocks[0].upstream_blocks". An error about the
+// whole body (a body that is not an object) keeps the field "body".
 func prefixField(err error, prefix string) error {
 	var ve validation.Errors
 	if errors.As(err, &ve) {
 		out := make(validation.Errors, len(ve))
 		for i, fe := range ve {
 			out[i] = fe
-			if fe.Field != prefix && !strings.HasPrefix(fe.Field, prefix+".") {
-				out[i].Field = prefix + "." + strings.TrimPrefix(fe.Field, "body")
-				out[i].Field = strings.TrimSuffix(out[i].Field, ".")
+			if fe.Field != "body" && fe.Field != prefix && !strings.HasPrefix(fe.Field, prefix+".") {
+				out[i].Field = prefix + "." + fe.Field
 			}
 		}
 		return out

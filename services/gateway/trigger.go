@@ -115,14 +115,19 @@ func triggerPayload(body []byte) (command.TriggerRun, error) {
 	if err := json.Unmarshal(body, &top); err != nil {
 		return p, errBadRequest("request body must be a JSON object: %v", err)
 	}
-	if raw, ok := top["pipeline_run"]; ok {
-		var pr struct {
-			Variables     map[string]any `json:"variables"`
-			ExecutionDate *string        `json:"execution_date"`
+	if _, ok := top["pipeline_run"]; ok {
+		// Decoded from the whole body, so that a type error names its full path
+		// ("pipeline_run", "pipeline_run.variables").
+		var wrap struct {
+			PipelineRun struct {
+				Variables     map[string]any `json:"variables"`
+				ExecutionDate *string        `json:"execution_date"`
+			} `json:"pipeline_run"`
 		}
-		if err := json.Unmarshal(raw, &pr); err != nil {
-			return p, prefixField(jsonError(err), "pipeline_run")
+		if err := json.Unmarshal(body, &wrap); err != nil {
+			return p, jsonError(err)
 		}
+		pr := wrap.PipelineRun
 		p.Variables = pr.Variables
 		if pr.ExecutionDate != nil && *pr.ExecutionDate != "" {
 			t, ok := parseTime(*pr.ExecutionDate)

@@ -72,7 +72,7 @@ func Start(ctx context.Context, mode config.Mode, cfg config.Config, log zerolog
 		return nil, err
 	}
 	s.onStop(func(context.Context) { bus.Close() })
-	if err := bus.Setup(ctx, natsbus.Limits{EventMaxAge: cfg.EventMaxAge, EventMaxBytes: cfg.EventMaxBytes}); err != nil {
+	if err := bus.Setup(ctx, natsbus.StreamOptions{Replicas: cfg.NATSReplicas, EventMaxAge: cfg.EventMaxAge, EventMaxBytes: cfg.EventMaxBytes}); err != nil {
 		return nil, err
 	}
 
