@@ -5,7 +5,7 @@ BIN      := bin/runyard
 PKGS     := work
 TEST_FLAGS ?= -count=1 -timeout 9m
 
-.PHONY: run build test test-race test-docker lint fmt tidy bench docker clean
+.PHONY: run build test test-race test-docker lint fmt tidy bench bench-large docker clean
 
 ## run: build and start the whole system in one process on :6789 (embedded NATS and store)
 run: build
@@ -41,9 +41,13 @@ fmt:
 tidy:
 	for m in libs services/gateway services/executor services/syncworker services/standalone; do (cd $$m && $(GO) mod tidy) || exit 1; done
 
-## bench: Go benchmarks of the hot paths
+## bench: Go benchmarks of the hot paths and the end-to-end path (large-store reads on 100,000 runs)
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 $(PKGS)
+	RUNYARD_BENCH_RUNS=$${RUNYARD_BENCH_RUNS:-100000} $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 20m $(PKGS)
+
+## bench-large: the large-store reads on 1,000,000 runs (several minutes to build the store)
+bench-large:
+	RUNYARD_BENCH_RUNS=1000000 $(GO) test -run '^$$' -bench LargeStore -benchtime 500x -count=1 -timeout 30m ./libs/sqlitestore/
 
 ## docker: build the container image
 docker:
