@@ -38,6 +38,10 @@ type TriggerRun struct {
 	Variables      map[string]any `json:"variables"`
 	EventVariables map[string]any `json:"event_variables"`
 	ExecutionDate  *time.Time     `json:"execution_date,omitempty"`
+	// RunType says what started the run: api, scheduled, manual or backfill.
+	RunType string `json:"run_type"`
+	// BackfillID is set on the runs of a backfill.
+	BackfillID *int64 `json:"backfill_id,omitempty"`
 }
 
 // Reply statuses.

@@ -33,6 +33,14 @@ func (s Status) Terminal() bool {
 	return false
 }
 
+// Run types: what started a run.
+const (
+	TypeAPI       = "api"
+	TypeScheduled = "scheduled"
+	TypeManual    = "manual"
+	TypeBackfill  = "backfill"
+)
+
 // ErrNoChange is returned by an update closure that finds nothing to change (the transition it
 // wanted already happened, or is no longer allowed); the store then writes nothing.
 var ErrNoChange = errors.New("run: no change")
@@ -54,6 +62,7 @@ type PipelineRun struct {
 	PassedSLA          bool             `json:"passed_sla" bson:"passed_sla"`
 	BackfillID         *int64           `json:"backfill_id" bson:"backfill_id"`
 	ExecutorType       string           `json:"executor_type" bson:"executor_type"`
+	RunType            string           `json:"run_type" bson:"run_type"`
 	Blocks             []pipeline.Block `json:"blocks" bson:"blocks"` // the DAG as it was when the run was created
 	Settings           Settings         `json:"settings" bson:"settings"`
 	CreatedAt          time.Time        `json:"created_at" bson:"created_at"`

@@ -33,23 +33,25 @@ var Presets = []string{"@once", "@hourly", "@daily", "@weekly", "@monthly", "@al
 
 // Schedule is a trigger of a pipeline.
 type Schedule struct {
-	ID               int64          `json:"id" bson:"_id"`
-	Space            string         `json:"space" bson:"space"`
-	PipelineUUID     string         `json:"pipeline_uuid" bson:"pipeline_uuid"`
-	Name             string         `json:"name" bson:"name"`
-	Description      string         `json:"description" bson:"description"`
-	ScheduleType     string         `json:"schedule_type" bson:"schedule_type"`
-	ScheduleInterval string         `json:"schedule_interval" bson:"schedule_interval"`
-	StartTime        *time.Time     `json:"start_time" bson:"start_time"`
-	Status           string         `json:"status" bson:"status"`
-	Variables        map[string]any `json:"variables" bson:"variables"`
-	SLA              int64          `json:"sla" bson:"sla"`
-	Settings         map[string]any `json:"settings" bson:"settings"`
-	Token            string         `json:"token" bson:"token"`
-	LastEnabledAt    *time.Time     `json:"last_enabled_at" bson:"last_enabled_at"`
-	CreatedAt        time.Time      `json:"created_at" bson:"created_at"`
-	UpdatedAt        time.Time      `json:"updated_at" bson:"updated_at"`
-	Version          int64          `json:"version" bson:"version"`
+	ID               int64      `json:"id" bson:"_id"`
+	Space            string     `json:"space" bson:"space"`
+	PipelineUUID     string     `json:"pipeline_uuid" bson:"pipeline_uuid"`
+	Name             string     `json:"name" bson:"name"`
+	Description      string     `json:"description" bson:"description"`
+	ScheduleType     string     `json:"schedule_type" bson:"schedule_type"`
+	ScheduleInterval string     `json:"schedule_interval" bson:"schedule_interval"`
+	StartTime        *time.Time `json:"start_time" bson:"start_time"`
+	// Timezone is the IANA zone time schedules are computed in; empty means UTC.
+	Timezone      string         `json:"timezone" bson:"timezone"`
+	Status        string         `json:"status" bson:"status"`
+	Variables     map[string]any `json:"variables" bson:"variables"`
+	SLA           int64          `json:"sla" bson:"sla"`
+	Settings      map[string]any `json:"settings" bson:"settings"`
+	Token         string         `json:"token" bson:"token"`
+	LastEnabledAt *time.Time     `json:"last_enabled_at" bson:"last_enabled_at"`
+	CreatedAt     time.Time      `json:"created_at" bson:"created_at"`
+	UpdatedAt     time.Time      `json:"updated_at" bson:"updated_at"`
+	Version       int64          `json:"version" bson:"version"`
 }
 
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
@@ -105,6 +107,11 @@ func (s *Schedule) Validate(prefix string) error {
 	}
 	if s.ScheduleType == TypeTime && s.ScheduleInterval == "" {
 		errs.Add(prefix+".schedule_interval", "is required for a time schedule")
+	}
+	if s.Timezone != "" {
+		if _, err := time.LoadLocation(s.Timezone); err != nil {
+			errs.Add(prefix+".timezone", "unknown IANA time zone %q", s.Timezone)
+		}
 	}
 	if s.SLA < 0 {
 		errs.Add(prefix+".sla", "must be a number of seconds, zero or more")

@@ -67,6 +67,9 @@ func (e *Executor) trigger(ctx context.Context, env command.Envelope) error {
 	if err != nil {
 		return err
 	}
+	if p.RunType == "" {
+		p.RunType = run.TypeAPI
+	}
 	now := store.Now()
 	execDate := now
 	if p.ExecutionDate != nil {
@@ -82,7 +85,7 @@ func (e *Executor) trigger(ctx context.Context, env command.Envelope) error {
 	r = &run.PipelineRun{
 		ID: id, Space: env.Space, PipelineUUID: pl.UUID, PipelineScheduleID: sc.ID, CommandID: env.ID,
 		ExecutionDate: execDate, Status: run.StatusRunning, StartedAt: &now,
-		Variables: vars, EventVariables: p.EventVariables, ExecutorType: "local_python",
+		Variables: vars, EventVariables: p.EventVariables, ExecutorType: "local_python", RunType: p.RunType, BackfillID: p.BackfillID,
 		Blocks: pl.Blocks, Settings: run.Settings{AllowBlocksToFail: allowFail},
 		CreatedAt: now, UpdatedAt: now,
 	}

@@ -92,6 +92,7 @@ type mageSchedule struct {
 	ScheduleType         string         `json:"schedule_type"`
 	ScheduleInterval     *string        `json:"schedule_interval"`
 	StartTime            mageTime       `json:"start_time"`
+	Timezone             string         `json:"timezone"`
 	Status               string         `json:"status"`
 	Variables            map[string]any `json:"variables"`
 	SLA                  *int64         `json:"sla"`
@@ -110,7 +111,7 @@ type mageSchedule struct {
 func presentSchedule(s *schedule.Schedule) mageSchedule {
 	out := mageSchedule{
 		ID: s.ID, Name: s.Name, Description: s.Description, PipelineUUID: s.PipelineUUID, ScheduleType: s.ScheduleType,
-		StartTime: mtp(s.StartTime), Status: s.Status, Variables: s.Variables, Settings: s.Settings, Token: s.Token,
+		StartTime: mtp(s.StartTime), Timezone: s.Timezone, Status: s.Status, Variables: s.Variables, Settings: s.Settings, Token: s.Token,
 		LastEnabledAt: mtp(s.LastEnabledAt), Tags: []string{}, EventMatchers: []any{},
 		CreatedAt: mt(s.CreatedAt), UpdatedAt: mt(s.UpdatedAt),
 	}

@@ -24,6 +24,7 @@ type scheduleFields struct {
 	ScheduleInterval *string          `json:"schedule_interval"`
 	StartTime        *json.RawMessage `json:"start_time"`
 	Status           *string          `json:"status"`
+	Timezone         *string          `json:"timezone"`
 	Variables        map[string]any   `json:"variables"`
 	SLA              *int64           `json:"sla"`
 	Settings         map[string]any   `json:"settings"`
@@ -60,6 +61,9 @@ func (f *scheduleFields) apply(s *schedule.Schedule, now time.Time) error {
 	}
 	if f.Status != nil {
 		s.Status = *f.Status
+	}
+	if f.Timezone != nil {
+		s.Timezone = *f.Timezone
 	}
 	if f.Variables != nil {
 		s.Variables = f.Variables

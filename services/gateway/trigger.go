@@ -53,7 +53,7 @@ func (g *Gateway) trigger(c *fiber.Ctx, token string) error {
 	if err != nil {
 		return err
 	}
-	payload.PipelineUUID, payload.ScheduleID = sc.PipelineUUID, sc.ID
+	payload.PipelineUUID, payload.ScheduleID, payload.RunType = sc.PipelineUUID, sc.ID, run.TypeAPI
 
 	id := command.NewID()
 	key := c.Get("Idempotency-Key")

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	_ "time/tzdata" // schedules name IANA zones; images may lack a zoneinfo database
 
 	"github.com/rs/zerolog"
 
