@@ -18,6 +18,8 @@ import (
 // Command types. They are wire names: never derive them from Go identifiers.
 const (
 	TypeTriggerRun = "pipeline_run.trigger"
+	TypeCancelRun  = "pipeline_run.cancel"
+	TypeRetryRun   = "pipeline_run.retry"
 )
 
 // Envelope is a command as it travels on the bus.
@@ -44,6 +46,19 @@ type TriggerRun struct {
 	BackfillID *int64 `json:"backfill_id,omitempty"`
 }
 
+// CancelRun asks an executor to cancel a run: its unfinished block runs are cancelled and
+// their processes killed, wherever they run.
+type CancelRun struct {
+	PipelineRunID int64 `json:"pipeline_run_id"`
+}
+
+// RetryRun asks an executor to run again the blocks of a finished run that did not complete,
+// or, with FromBlockUUID, that block and everything downstream of it.
+type RetryRun struct {
+	PipelineRunID int64  `json:"pipeline_run_id"`
+	FromBlockUUID string `json:"from_block_uuid,omitempty"`
+}
+
 // Reply statuses.
 const (
 	ReplySucceeded = "succeeded"
@@ -60,8 +75,9 @@ type Reply struct {
 	Result    json.RawMessage `json:"result,omitempty"`
 }
 
-// TriggerResult is the Result of a successful TriggerRun.
-type TriggerResult struct {
+// RunResult is the Result of a successful TriggerRun, CancelRun or RetryRun: the run and its
+// block runs as they are after the command.
+type RunResult struct {
 	Run       run.PipelineRun `json:"pipeline_run"`
 	BlockRuns []run.BlockRun  `json:"block_runs"`
 }

@@ -40,9 +40,13 @@ type Pipeline struct {
 	Description string         `json:"description" bson:"description"`
 	Variables   map[string]any `json:"variables" bson:"variables"`
 	Blocks      []Block        `json:"blocks" bson:"blocks"`
-	CreatedAt   time.Time      `json:"created_at" bson:"created_at"`
-	UpdatedAt   time.Time      `json:"updated_at" bson:"updated_at"`
-	Version     int64          `json:"version" bson:"version"`
+	// RetryConfig is the default for blocks that set none (Mage ignores a pipeline-level
+	// retry_config; its users ask for one).
+	RetryConfig       *RetryConfig       `json:"retry_config,omitempty" bson:"retry_config,omitempty"`
+	ConcurrencyConfig *ConcurrencyConfig `json:"concurrency_config,omitempty" bson:"concurrency_config,omitempty"`
+	CreatedAt         time.Time          `json:"created_at" bson:"created_at"`
+	UpdatedAt         time.Time          `json:"updated_at" bson:"updated_at"`
+	Version           int64              `json:"version" bson:"version"`
 }
 
 // Block is one node of a pipeline's DAG.
@@ -52,6 +56,106 @@ type Block struct {
 	Type           string   `json:"type" bson:"type"`
 	UpstreamBlocks []string `json:"upstream_blocks" bson:"upstream_blocks"`
 	Runner         Runner   `json:"runner" bson:"runner"`
+	// RetryConfig overrides the pipeline's.
+	RetryConfig *RetryConfig `json:"retry_config,omitempty" bson:"retry_config,omitempty"`
+	// Timeout bounds the whole block run, every attempt and the waits between them included,
+	// in seconds; 0 means no limit. Runner.Timeout bounds one attempt.
+	Timeout float64 `json:"timeout,omitempty" bson:"timeout,omitempty"`
+}
+
+// RetryConfig says how often a failed block is attempted again. Field names and defaults are
+// Mage's: retries 0, delay 5 s, max_delay 60 s, exponential_backoff true.
+type RetryConfig struct {
+	Retries            int      `json:"retries" bson:"retries"`
+	Delay              *float64 `json:"delay,omitempty" bson:"delay,omitempty"`
+	MaxDelay           *float64 `json:"max_delay,omitempty" bson:"max_delay,omitempty"`
+	ExponentialBackoff *bool    `json:"exponential_backoff,omitempty" bson:"exponential_backoff,omitempty"`
+}
+
+// MaxRetries bounds retries per block run.
+const MaxRetries = 100
+
+// Backoff returns the wait before attempt n+1 after attempt n (n ≥ 1) failed: delay, doubled
+// per attempt with exponential backoff, never more than max_delay.
+func (rc *RetryConfig) Backoff(n int) time.Duration {
+	delay, maxDelay, exp := 5.0, 60.0, true
+	if rc.Delay != nil {
+		delay = *rc.Delay
+	}
+	if rc.MaxDelay != nil {
+		maxDelay = *rc.MaxDelay
+	}
+	if rc.ExponentialBackoff != nil {
+		exp = *rc.ExponentialBackoff
+	}
+	d := delay
+	if exp {
+		for i := 1; i < n && d < maxDelay; i++ {
+			d *= 2
+		}
+	}
+	d = min(d, maxDelay)
+	return time.Duration(d * float64(time.Second))
+}
+
+func (rc *RetryConfig) validate(f string, errs *validation.Errors) {
+	if rc == nil {
+		return
+	}
+	if rc.Retries < 0 || rc.Retries > MaxRetries {
+		errs.Add(f+".retries", "must be from 0 to %d", MaxRetries)
+	}
+	if rc.Delay != nil && (*rc.Delay < 0 || *rc.Delay > MaxTimeoutSeconds) {
+		errs.Add(f+".delay", "must be from 0 to %d seconds", MaxTimeoutSeconds)
+	}
+	if rc.MaxDelay != nil && (*rc.MaxDelay < 0 || *rc.MaxDelay > MaxTimeoutSeconds) {
+		errs.Add(f+".max_delay", "must be from 0 to %d seconds", MaxTimeoutSeconds)
+	}
+}
+
+// EffectiveRetry is the retry configuration of block b: its own, else the pipeline's, else
+// none.
+func EffectiveRetry(pipelineDefault, block *RetryConfig) RetryConfig {
+	switch {
+	case block != nil:
+		return *block
+	case pipelineDefault != nil:
+		return *pipelineDefault
+	}
+	return RetryConfig{}
+}
+
+// ConcurrencyConfig limits how much of a pipeline runs at once, as Mage's does.
+type ConcurrencyConfig struct {
+	// BlockRunLimit caps the queued and running block runs of one pipeline run.
+	BlockRunLimit int `json:"block_run_limit,omitempty" bson:"block_run_limit,omitempty"`
+	// PipelineRunLimit caps the running runs of one schedule (a schedule's
+	// settings.pipeline_run_limit overrides it).
+	PipelineRunLimit int `json:"pipeline_run_limit,omitempty" bson:"pipeline_run_limit,omitempty"`
+	// PipelineRunLimitAllTriggers caps the running runs of the pipeline.
+	PipelineRunLimitAllTriggers int `json:"pipeline_run_limit_all_triggers,omitempty" bson:"pipeline_run_limit_all_triggers,omitempty"`
+	// OnPipelineRunLimitReached is wait (runs stay initial until a slot frees) or skip (they
+	// are cancelled).
+	OnPipelineRunLimitReached string `json:"on_pipeline_run_limit_reached,omitempty" bson:"on_pipeline_run_limit_reached,omitempty"`
+}
+
+func (cc *ConcurrencyConfig) validate(f string, errs *validation.Errors) {
+	if cc == nil {
+		return
+	}
+	for _, l := range []struct {
+		name string
+		v    int
+	}{{"block_run_limit", cc.BlockRunLimit}, {"pipeline_run_limit", cc.PipelineRunLimit}, {"pipeline_run_limit_all_triggers", cc.PipelineRunLimitAllTriggers}} {
+		if l.v < 0 || l.v > 100000 {
+			errs.Add(f+"."+l.name, "must be from 0 (no limit) to 100000")
+		}
+	}
+	switch cc.OnPipelineRunLimitReached {
+	case "", "wait", "skip":
+	default:
+		errs.Add(f+".on_pipeline_run_limit_reached", "must be wait or skip")
+	}
 }
 
 // Runner says how a block is executed. Which fields apply depends on Kind.
@@ -129,7 +233,13 @@ func (p *Pipeline) Validate(prefix string) error {
 			seen[b.UUID] = i
 		}
 		b.Runner.validate(f+".runner", &errs)
+		b.RetryConfig.validate(f+".retry_config", &errs)
+		if b.Timeout < 0 || b.Timeout > MaxTimeoutSeconds {
+			errs.Add(f+".timeout", "must be from 0 to %d seconds", MaxTimeoutSeconds)
+		}
 	}
+	p.RetryConfig.validate(prefix+".retry_config", &errs)
+	p.ConcurrencyConfig.validate(prefix+".concurrency_config", &errs)
 	for i, b := range p.Blocks {
 		f := fmt.Sprintf("%s.blocks[%d].upstream_blocks", prefix, i)
 		for _, up := range b.UpstreamBlocks {

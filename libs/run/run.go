@@ -65,14 +65,27 @@ type PipelineRun struct {
 	RunType            string           `json:"run_type" bson:"run_type"`
 	Blocks             []pipeline.Block `json:"blocks" bson:"blocks"` // the DAG as it was when the run was created
 	Settings           Settings         `json:"settings" bson:"settings"`
-	CreatedAt          time.Time        `json:"created_at" bson:"created_at"`
-	UpdatedAt          time.Time        `json:"updated_at" bson:"updated_at"`
-	Version            int64            `json:"version" bson:"version"`
+	// RuntimeVariables are what blocks see: pipeline < schedule < run variables, then event
+	// variables not yet defined, then the reserved keys.
+	RuntimeVariables map[string]any `json:"runtime_variables" bson:"runtime_variables"`
+	// LastStartedAt is when the run last started or was retried; its timeout counts from here.
+	LastStartedAt *time.Time `json:"last_started_at" bson:"last_started_at"`
+	CreatedAt     time.Time  `json:"created_at" bson:"created_at"`
+	UpdatedAt     time.Time  `json:"updated_at" bson:"updated_at"`
+	Version       int64      `json:"version" bson:"version"`
 }
 
-// Settings are the execution settings a run was created with (from its schedule).
+// Settings are the execution settings a run was created with, from its pipeline and schedule.
 type Settings struct {
 	AllowBlocksToFail bool `json:"allow_blocks_to_fail" bson:"allow_blocks_to_fail"`
+	// Timeout bounds the run from its (re)start, in seconds; 0 means none.
+	Timeout float64 `json:"timeout,omitempty" bson:"timeout,omitempty"`
+	// TimeoutStatus is the status a timed-out run ends with: failed (default) or cancelled.
+	TimeoutStatus Status `json:"timeout_status,omitempty" bson:"timeout_status,omitempty"`
+	// RetryConfig is the pipeline's default for blocks that set none.
+	RetryConfig *pipeline.RetryConfig `json:"retry_config,omitempty" bson:"retry_config,omitempty"`
+	// BlockRunLimit caps the run's queued and running block runs; 0 means none.
+	BlockRunLimit int `json:"block_run_limit,omitempty" bson:"block_run_limit,omitempty"`
 }
 
 // BlockRun is one execution of one block within a pipeline run.

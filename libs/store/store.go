@@ -60,12 +60,14 @@ type APIKey struct {
 // own (a failure, or a command whose result is not a run). It lets a client poll a command
 // the gateway answered 202 for, and makes a repeated Idempotency-Key return the first result.
 type CommandOutcome struct {
-	ID        string    `bson:"_id" json:"id"`
-	Type      string    `bson:"type" json:"type"`
-	Space     string    `bson:"space" json:"space"`
-	Status    string    `bson:"status" json:"status"`
-	Code      int       `bson:"code" json:"code"`
-	Message   string    `bson:"message" json:"message"`
+	ID      string `bson:"_id" json:"id"`
+	Type    string `bson:"type" json:"type"`
+	Space   string `bson:"space" json:"space"`
+	Status  string `bson:"status" json:"status"`
+	Code    int    `bson:"code" json:"code"`
+	Message string `bson:"message" json:"message"`
+	// RunID is the run a successful command acted on.
+	RunID     int64     `bson:"run_id,omitempty" json:"run_id,omitempty"`
 	CreatedAt time.Time `bson:"created_at" json:"created_at"`
 }
 

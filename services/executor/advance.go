@@ -4,6 +4,11 @@ import (
 	"context"
 	"errors"
 
+	"github.com/rs/zerolog"
+
+	"github.com/runyard/runyard/libs/logging"
+	"github.com/runyard/runyard/libs/schedule"
+
 	"github.com/runyard/runyard/libs/run"
 	"github.com/runyard/runyard/libs/store"
 )
@@ -84,7 +89,26 @@ func (e *Executor) advance(ctx context.Context, id int64) error {
 		return err
 	}
 	e.emitRun(ctx, ended)
+	if ended.RunType == run.TypeScheduled {
+		e.retireOnce(ctx, ended.PipelineScheduleID)
+	}
 	return nil
+}
+
+// retireOnce deactivates a time schedule whose interval is @once once its run has finished,
+// as Mage does. Failing to is logged, not retried: the scheduler never fires @once twice
+// anyway, since a run exists.
+func (e *Executor) retireOnce(ctx context.Context, scheduleID int64) {
+	_, err := e.store.UpdateSchedule(ctx, scheduleID, func(s *schedule.Schedule) error {
+		if s.ScheduleType != schedule.TypeTime || s.ScheduleInterval != "@once" || s.Status != schedule.StatusActive {
+			return run.ErrNoChange
+		}
+		s.Status = schedule.StatusInactive
+		return nil
+	})
+	if err != nil && !errors.Is(err, run.ErrNoChange) && !errors.Is(err, store.ErrNotFound) {
+		zerolog.Ctx(ctx).Warn().Err(err).Int64(logging.KeySchedule, scheduleID).Msg("@once schedule not deactivated")
+	}
 }
 
 func containsStatus(xs []run.Status, s run.Status) bool {

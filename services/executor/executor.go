@@ -33,10 +33,13 @@ type Store interface {
 	GetRun(ctx context.Context, id int64) (*run.PipelineRun, error)
 	GetRunByCommand(ctx context.Context, commandID string) (*run.PipelineRun, error)
 	UpdateRun(ctx context.Context, id int64, fn func(*run.PipelineRun) error) (*run.PipelineRun, error)
+	ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) ([]run.PipelineRun, int64, error)
+	UpdateSchedule(ctx context.Context, id int64, fn func(*schedule.Schedule) error) (*schedule.Schedule, error)
 	BlockRunsOf(ctx context.Context, runIDs ...int64) ([]run.BlockRun, error)
 	GetBlockRun(ctx context.Context, id int64) (*run.BlockRun, error)
 	UpdateBlockRun(ctx context.Context, id int64, fn func(*run.BlockRun) error) (*run.BlockRun, error)
 	SaveOutcome(ctx context.Context, o store.CommandOutcome) error
+	GetOutcome(ctx context.Context, id string) (*store.CommandOutcome, error)
 }
 
 // Bus is what the executor needs from JetStream.
@@ -45,6 +48,8 @@ type Bus interface {
 	PublishWork(ctx context.Context, subject, msgID string, v any) error
 	PublishEvent(ctx context.Context, subject string, ev event.Event) error
 	Reply(r command.Reply) error
+	Broadcast(subject string, data []byte) error
+	Listen(subject string, f func(subject string, data []byte)) (stop func(), err error)
 }
 
 // Config tunes an executor.
@@ -66,6 +71,8 @@ type Executor struct {
 	blkIDs  *idalloc.Allocator
 
 	consumers []*natsbus.Consumer
+	cancels   *cancels
+	unlisten  func()
 }
 
 // Sequence names for id allocation; shared with every component that allocates these ids.
@@ -84,11 +91,21 @@ func New(cfg Config, st Store, bus Bus, log zerolog.Logger) *Executor {
 		runners: runner.Default(),
 		runIDs:  idalloc.New(st, SeqPipelineRuns, 100),
 		blkIDs:  idalloc.New(st, SeqBlockRuns, 500),
+		cancels: newCancels(),
 	}
 }
 
 // Start creates the executor's durable consumers and begins handling commands and work.
 func (e *Executor) Start(ctx context.Context) error {
+	unlisten, err := e.bus.Listen(natsbus.SubjectRunCancelAll, func(subject string, _ []byte) {
+		if id, ok := natsbus.RunIDOfCancel(subject); ok {
+			e.cancels.cancelRun(id)
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("executor: %w", err)
+	}
+	e.unlisten = unlisten
 	cmds, err := e.bus.Consume(ctx, natsbus.ConsumerConfig{
 		Stream:  natsbus.StreamCommands,
 		Durable: natsbus.DurableExecutorCommands,
@@ -97,6 +114,7 @@ func (e *Executor) Start(ctx context.Context) error {
 		AckWait: 30 * time.Second,
 	}, e.handleCommand)
 	if err != nil {
+		e.Stop(ctx)
 		return fmt.Errorf("executor: %w", err)
 	}
 	e.consumers = append(e.consumers, cmds)
@@ -122,4 +140,8 @@ func (e *Executor) Stop(ctx context.Context) {
 		c.Stop(ctx)
 	}
 	e.consumers = nil
+	if e.unlisten != nil {
+		e.unlisten()
+		e.unlisten = nil
+	}
 }

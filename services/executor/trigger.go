@@ -12,7 +12,9 @@ import (
 	"github.com/runyard/runyard/libs/command"
 	"github.com/runyard/runyard/libs/logging"
 	"github.com/runyard/runyard/libs/natsbus"
+	"github.com/runyard/runyard/libs/pipeline"
 	"github.com/runyard/runyard/libs/run"
+	"github.com/runyard/runyard/libs/schedule"
 	"github.com/runyard/runyard/libs/store"
 )
 
@@ -27,6 +29,10 @@ func (e *Executor) handleCommand(ctx context.Context, d natsbus.Delivery) error 
 	switch env.Type {
 	case command.TypeTriggerRun:
 		return e.trigger(ctx, env)
+	case command.TypeCancelRun:
+		return e.cancelRun(ctx, env)
+	case command.TypeRetryRun:
+		return e.retryRun(ctx, env)
 	default:
 		e.fail(ctx, env, http.StatusBadRequest, fmt.Sprintf("unknown command type %q", env.Type))
 		return natsbus.Permanent(fmt.Errorf("executor: unknown command type %q", env.Type))
@@ -81,15 +87,26 @@ func (e *Executor) trigger(ctx context.Context, env command.Envelope) error {
 	}
 	// Mage gives every run an execution partition: schedule id and execution date.
 	vars["execution_partition"] = fmt.Sprintf("%d/%s_%06d", sc.ID, execDate.Format("20060102T150405"), execDate.Nanosecond()/1000)
-	allowFail, _ := sc.Settings["allow_blocks_to_fail"].(bool)
 	r = &run.PipelineRun{
 		ID: id, Space: env.Space, PipelineUUID: pl.UUID, PipelineScheduleID: sc.ID, CommandID: env.ID,
-		ExecutionDate: execDate, Status: run.StatusRunning, StartedAt: &now,
+		ExecutionDate: execDate, Status: run.StatusRunning, StartedAt: &now, LastStartedAt: &now,
 		Variables: vars, EventVariables: p.EventVariables, ExecutorType: "local_python", RunType: p.RunType, BackfillID: p.BackfillID,
-		Blocks: pl.Blocks, Settings: run.Settings{AllowBlocksToFail: allowFail},
-		CreatedAt: now, UpdatedAt: now,
+		Blocks: pl.Blocks, Settings: runSettings(pl, sc), CreatedAt: now, UpdatedAt: now,
 	}
-	if len(r.Blocks) == 0 {
+	r.RuntimeVariables = runtimeVariables(pl, sc, r)
+	if skip, _ := sc.Settings["skip_if_previous_running"].(bool); skip {
+		busy, err := e.scheduleBusy(ctx, sc.Space, sc.ID)
+		if err != nil {
+			return err
+		}
+		if busy {
+			// Mage's behaviour for time schedules, applied to every schedule: the run is
+			// recorded, and cancelled at once, so the skip is visible.
+			r.Status, r.CompletedAt = run.StatusCancelled, &now
+			r.Metrics = map[string]any{"skipped": "a previous run of this schedule is still running (settings.skip_if_previous_running)"}
+		}
+	}
+	if len(r.Blocks) == 0 && r.Status == run.StatusRunning {
 		// Nothing to do: Mage completes a run without block runs at once.
 		r.Status, r.CompletedAt = run.StatusCompleted, &now
 	}
@@ -115,7 +132,7 @@ func (e *Executor) resume(ctx context.Context, env command.Envelope, r *run.Pipe
 	if err != nil {
 		return err
 	}
-	result, err := json.Marshal(command.TriggerResult{Run: *r, BlockRuns: brs})
+	result, err := json.Marshal(command.RunResult{Run: *r, BlockRuns: brs})
 	if err != nil {
 		return fmt.Errorf("executor: encode trigger result: %w", err)
 	}
@@ -139,7 +156,7 @@ func (e *Executor) resume(ctx context.Context, env command.Envelope, r *run.Pipe
 // ensureBlockRuns creates the block runs r lacks (all of them for a new run; those a crash
 // left out for a redelivered one) and returns all of r's block runs.
 func (e *Executor) ensureBlockRuns(ctx context.Context, r *run.PipelineRun) ([]run.BlockRun, error) {
-	if len(r.Blocks) == 0 {
+	if len(r.Blocks) == 0 || r.Status == run.StatusCancelled && r.Metrics["skipped"] != nil {
 		return []run.BlockRun{}, nil
 	}
 	existing, err := e.store.BlockRunsOf(ctx, r.ID)
@@ -191,4 +208,34 @@ func (e *Executor) fail(ctx context.Context, env command.Envelope, code int, msg
 	if err := e.bus.Reply(command.Reply{CommandID: env.ID, Status: command.ReplyFailed, Code: code, Message: msg}); err != nil {
 		log.Warn().Err(err).Msg("reply not sent")
 	}
+}
+
+// runSettings takes a run's execution settings from its pipeline and schedule.
+func runSettings(pl *pipeline.Pipeline, sc *schedule.Schedule) run.Settings {
+	s := run.Settings{RetryConfig: pl.RetryConfig}
+	s.AllowBlocksToFail, _ = sc.Settings["allow_blocks_to_fail"].(bool)
+	s.Timeout, _ = sc.Settings["timeout"].(float64)
+	if st, _ := sc.Settings["timeout_status"].(string); st == string(run.StatusCancelled) {
+		s.TimeoutStatus = run.StatusCancelled
+	} else {
+		s.TimeoutStatus = run.StatusFailed
+	}
+	if pl.ConcurrencyConfig != nil {
+		s.BlockRunLimit = pl.ConcurrencyConfig.BlockRunLimit
+	}
+	return s
+}
+
+// scheduleBusy reports whether the schedule has a run that has not finished.
+func (e *Executor) scheduleBusy(ctx context.Context, space string, scheduleID int64) (bool, error) {
+	for _, st := range []run.Status{run.StatusRunning, run.StatusInitial} {
+		_, n, err := e.store.ListRuns(ctx, store.RunFilter{Space: space, ScheduleID: scheduleID, Status: st}, store.Page{Limit: 1})
+		if err != nil {
+			return false, err
+		}
+		if n > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }

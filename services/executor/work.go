@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -86,14 +87,14 @@ func (e *Executor) handleWork(ctx context.Context, d natsbus.Delivery) error {
 	}
 	e.emitBlockRun(ctx, r, br)
 
-	res, runErr := e.runners.Run(ctx, block.Runner, runner.Options{LogLimit: e.cfg.LogLimit})
-	if runErr != nil && ctx.Err() != nil {
+	res, runErr, attempts := e.execute(ctx, r, br, block)
+	if ctx.Err() != nil {
 		// This process is shutting down: hand the block back rather than record a failure
 		// that is ours, not the block's.
 		return fmt.Errorf("executor: block run %d interrupted: %w", br.ID, ctx.Err())
 	}
 	done := store.Now()
-	br, err = e.store.UpdateBlockRun(context.WithoutCancel(ctx), br.ID, func(b *run.BlockRun) error {
+	br, err = e.store.UpdateBlockRun(ctx, br.ID, func(b *run.BlockRun) error {
 		if b.Status != run.StatusRunning {
 			return run.ErrNoChange // cancelled meanwhile
 		}
@@ -102,6 +103,7 @@ func (e *Executor) handleWork(ctx context.Context, d natsbus.Delivery) error {
 		if b.Metrics == nil {
 			b.Metrics = map[string]any{}
 		}
+		b.Metrics["attempts"] = attempts
 		if runErr != nil {
 			b.Status = run.StatusFailed
 			b.Metrics["error"] = map[string]any{"message": runErr.Error(), "error": runErr.Error(), "errors": lastLines(res.Log, 20)}
@@ -119,11 +121,75 @@ func (e *Executor) handleWork(ctx context.Context, d natsbus.Delivery) error {
 		if br.Status == run.StatusFailed {
 			lvl = zerolog.InfoLevel
 		}
-		zerolog.Ctx(ctx).WithLevel(lvl).Str(logging.KeyBlock, br.BlockUUID).Str(logging.KeyStatus, string(br.Status)).Msg("block run finished")
+		zerolog.Ctx(ctx).WithLevel(lvl).Str(logging.KeyBlock, br.BlockUUID).Str(logging.KeyStatus, string(br.Status)).Int("attempts", attempts).Msg("block run finished")
 		e.emitBlockRun(ctx, r, br)
 	}
-	return e.advance(context.WithoutCancel(ctx), r.ID)
+	return e.advance(ctx, r.ID)
 }
+
+// errBlockTimeout is the cause given to a block's context when its block timeout passes.
+var errBlockTimeout = errors.New("block timed out")
+
+// execute runs a block with its retries, inside the block's timeout and its run's
+// cancellation. It returns the last attempt's result, its error, and the number of attempts.
+func (e *Executor) execute(ctx context.Context, r *run.PipelineRun, br *run.BlockRun, block pipeline.Block) (runner.Result, error, int) {
+	bctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	defer e.cancels.track(r.ID, br.ID, cancel)()
+	if block.Timeout > 0 {
+		var stop context.CancelFunc
+		bctx, stop = context.WithTimeoutCause(bctx, seconds(block.Timeout), errBlockTimeout)
+		defer stop()
+	}
+	spec, err := renderRunner(block.Runner, map[string]any{"variables": r.RuntimeVariables, "block_uuid": block.UUID, "pipeline_run_id": r.ID})
+	if err != nil {
+		// A template error is the same on every attempt: no retries.
+		return runner.Result{}, fmt.Errorf("template: %w", err), 1
+	}
+	opts := runner.Options{LogLimit: e.cfg.LogLimit, Env: variableEnv(r.RuntimeVariables, r, br)}
+	rc := pipeline.EffectiveRetry(r.Settings.RetryConfig, block.RetryConfig)
+	var (
+		res      runner.Result
+		attempts int
+		failures []string
+	)
+	for {
+		attempts++
+		res, err = e.runners.Run(bctx, spec, opts)
+		if err == nil || bctx.Err() != nil || attempts > rc.Retries {
+			break
+		}
+		failures = append(failures, err.Error())
+		wait := rc.Backoff(attempts)
+		zerolog.Ctx(ctx).Debug().Str(logging.KeyBlock, block.UUID).Int("attempt", attempts).Dur("retry_in", wait).Err(err).Msg("block attempt failed")
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-bctx.Done():
+		}
+		t.Stop()
+		if bctx.Err() != nil {
+			break
+		}
+	}
+	if len(failures) > 0 {
+		if res.Metrics == nil {
+			res.Metrics = map[string]any{}
+		}
+		res.Metrics["attempt_errors"] = failures
+	}
+	if err != nil || bctx.Err() != nil {
+		switch cause := context.Cause(bctx); {
+		case errors.Is(cause, errBlockTimeout):
+			err = fmt.Errorf("block timed out after %s (block timeout, %d attempts)", seconds(block.Timeout), attempts)
+		case errors.Is(cause, errRunCancelled):
+			err = errRunCancelled
+		}
+	}
+	return res, err, attempts
+}
+
+func seconds(s float64) time.Duration { return time.Duration(s * float64(time.Second)) }
 
 func findBlock(r *run.PipelineRun, uuid string) (pipeline.Block, bool) {
 	for _, b := range r.Blocks {

@@ -47,6 +47,7 @@ type Store interface {
 	ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) ([]run.PipelineRun, int64, error)
 	ListBlockRuns(ctx context.Context, f store.BlockRunFilter, pg store.Page) ([]run.BlockRun, int64, error)
 	BlockRunsOf(ctx context.Context, runIDs ...int64) ([]run.BlockRun, error)
+	GetBlockRun(ctx context.Context, id int64) (*run.BlockRun, error)
 
 	PutAPIKey(ctx context.Context, k store.APIKey) error
 	GetAPIKey(ctx context.Context, hash string) (*store.APIKey, error)
@@ -167,10 +168,14 @@ func (g *Gateway) routes() {
 	api.Put("/pipeline_schedules/:id", g.updateSchedule)
 	api.Delete("/pipeline_schedules/:id", g.deleteSchedule)
 	api.Get("/pipeline_schedules/:id/pipeline_runs", g.listScheduleRuns)
+	api.Post("/pipeline_schedules/:id/pipeline_runs", g.createRun)
 	api.Get("/pipeline_runs", g.listRuns)
 	api.Get("/pipeline_runs/:id", g.getRun)
+	api.Put("/pipeline_runs/:id", g.updateRun)
 	api.Get("/pipeline_runs/:id/block_runs", g.listRunBlockRuns)
 	api.Get("/block_runs", g.listBlockRuns)
+	api.Get("/block_runs/:id/logs", g.blockRunLogs)
+	api.Get("/pipelines/:uuid/logs", g.pipelineLogs)
 	api.Get("/commands/:id", g.getCommand)
 	a.Use(func(c *fiber.Ctx) error {
 		return errNotFound("no route %s %s", c.Method(), c.Path())

@@ -46,23 +46,27 @@ func parseTime(s string) (time.Time, bool) {
 }
 
 type magePipeline struct {
-	UUID        string         `json:"uuid"`
-	Name        string         `json:"name"`
-	Description string         `json:"description"`
-	Type        string         `json:"type"`
-	Variables   map[string]any `json:"variables"`
-	Blocks      []mageBlock    `json:"blocks"`
-	CreatedAt   mageTime       `json:"created_at"`
-	UpdatedAt   mageTime       `json:"updated_at"`
+	UUID              string                      `json:"uuid"`
+	Name              string                      `json:"name"`
+	Description       string                      `json:"description"`
+	Type              string                      `json:"type"`
+	Variables         map[string]any              `json:"variables"`
+	Blocks            []mageBlock                 `json:"blocks"`
+	RetryConfig       *pipeline.RetryConfig       `json:"retry_config"`
+	ConcurrencyConfig *pipeline.ConcurrencyConfig `json:"concurrency_config"`
+	CreatedAt         mageTime                    `json:"created_at"`
+	UpdatedAt         mageTime                    `json:"updated_at"`
 }
 
 type mageBlock struct {
-	UUID             string          `json:"uuid"`
-	Name             string          `json:"name"`
-	Type             string          `json:"type"`
-	UpstreamBlocks   []string        `json:"upstream_blocks"`
-	DownstreamBlocks []string        `json:"downstream_blocks"`
-	Runner           pipeline.Runner `json:"runner"`
+	UUID             string                `json:"uuid"`
+	Name             string                `json:"name"`
+	Type             string                `json:"type"`
+	UpstreamBlocks   []string              `json:"upstream_blocks"`
+	DownstreamBlocks []string              `json:"downstream_blocks"`
+	Runner           pipeline.Runner       `json:"runner"`
+	RetryConfig      *pipeline.RetryConfig `json:"retry_config"`
+	Timeout          float64               `json:"timeout"`
 }
 
 func presentPipeline(p *pipeline.Pipeline) magePipeline {
@@ -78,10 +82,11 @@ func presentPipeline(p *pipeline.Pipeline) magePipeline {
 		if ds == nil {
 			ds = []string{}
 		}
-		blocks[i] = mageBlock{UUID: b.UUID, Name: b.Name, Type: b.Type, UpstreamBlocks: b.UpstreamBlocks, DownstreamBlocks: ds, Runner: b.Runner}
+		blocks[i] = mageBlock{UUID: b.UUID, Name: b.Name, Type: b.Type, UpstreamBlocks: b.UpstreamBlocks, DownstreamBlocks: ds, Runner: b.Runner,
+			RetryConfig: b.RetryConfig, Timeout: b.Timeout}
 	}
 	return magePipeline{UUID: p.UUID, Name: p.Name, Description: p.Description, Type: "python", Variables: p.Variables,
-		Blocks: blocks, CreatedAt: mt(p.CreatedAt), UpdatedAt: mt(p.UpdatedAt)}
+		Blocks: blocks, RetryConfig: p.RetryConfig, ConcurrencyConfig: p.ConcurrencyConfig, CreatedAt: mt(p.CreatedAt), UpdatedAt: mt(p.UpdatedAt)}
 }
 
 type mageSchedule struct {

@@ -18,11 +18,13 @@ type pipelineBody struct {
 
 // pipelineFields are the writable fields; pointers tell "absent" from "empty" for updates.
 type pipelineFields struct {
-	UUID        *string           `json:"uuid"`
-	Name        *string           `json:"name"`
-	Description *string           `json:"description"`
-	Variables   map[string]any    `json:"variables"`
-	Blocks      *[]pipeline.Block `json:"blocks"`
+	UUID              *string                     `json:"uuid"`
+	Name              *string                     `json:"name"`
+	Description       *string                     `json:"description"`
+	Variables         map[string]any              `json:"variables"`
+	Blocks            *[]pipeline.Block           `json:"blocks"`
+	RetryConfig       *pipeline.RetryConfig       `json:"retry_config"`
+	ConcurrencyConfig *pipeline.ConcurrencyConfig `json:"concurrency_config"`
 }
 
 func (f *pipelineFields) apply(p *pipeline.Pipeline) {
@@ -37,6 +39,12 @@ func (f *pipelineFields) apply(p *pipeline.Pipeline) {
 	}
 	if f.Blocks != nil {
 		p.Blocks = *f.Blocks
+	}
+	if f.RetryConfig != nil {
+		p.RetryConfig = f.RetryConfig
+	}
+	if f.ConcurrencyConfig != nil {
+		p.ConcurrencyConfig = f.ConcurrencyConfig
 	}
 }
 

@@ -70,7 +70,7 @@ func (g *Gateway) trigger(c *fiber.Ctx, token string) error {
 	ctx := c.UserContext()
 	var lookup func(context.Context, string) (*command.Reply, error)
 	if key != "" {
-		lookup = g.triggerOutcome
+		lookup = g.commandOutcome
 	}
 	reply, err := g.send(ctx, env, lookup)
 	if err != nil {
@@ -86,7 +86,7 @@ func (g *Gateway) triggerAnswer(c *fiber.Ctx, reply *command.Reply, sc *schedule
 	if reply.Status != command.ReplySucceeded {
 		return replyError(reply)
 	}
-	var res command.TriggerResult
+	var res command.RunResult
 	if err := json.Unmarshal(reply.Result, &res); err != nil {
 		return fmt.Errorf("gateway: decode trigger result of %s: %w", reply.CommandID, err)
 	}
@@ -151,20 +151,12 @@ func triggerPayload(body []byte) (command.TriggerRun, error) {
 	return p, nil
 }
 
-// triggerOutcome finds the result of a trigger command that was already handled: its run, or
-// its recorded failure.
-func (g *Gateway) triggerOutcome(ctx context.Context, id string) (*command.Reply, error) {
+// commandOutcome finds the result of a command that was already handled: the run it created
+// or acted on, or its recorded failure. nil means not handled yet.
+func (g *Gateway) commandOutcome(ctx context.Context, id string) (*command.Reply, error) {
 	r, err := g.store.GetRunByCommand(ctx, id)
 	if err == nil {
-		brs, err := g.store.BlockRunsOf(ctx, r.ID)
-		if err != nil {
-			return nil, err
-		}
-		res, err := json.Marshal(command.TriggerResult{Run: *r, BlockRuns: brs})
-		if err != nil {
-			return nil, err
-		}
-		return &command.Reply{CommandID: id, Status: command.ReplySucceeded, Code: http.StatusOK, Result: res}, nil
+		return g.runReply(ctx, id, r)
 	}
 	if !errors.Is(err, store.ErrNotFound) {
 		return nil, err
@@ -175,7 +167,25 @@ func (g *Gateway) triggerOutcome(ctx context.Context, id string) (*command.Reply
 	} else if err != nil {
 		return nil, err
 	}
+	if o.Status == command.ReplySucceeded && o.RunID != 0 {
+		if r, err := g.store.GetRun(ctx, o.RunID); err == nil {
+			return g.runReply(ctx, id, r)
+		}
+	}
 	return &command.Reply{CommandID: id, Status: o.Status, Code: o.Code, Message: o.Message}, nil
+}
+
+// runReply is the reply a command that produced run r would have sent.
+func (g *Gateway) runReply(ctx context.Context, id string, r *run.PipelineRun) (*command.Reply, error) {
+	brs, err := g.store.BlockRunsOf(ctx, r.ID)
+	if err != nil {
+		return nil, err
+	}
+	res, err := json.Marshal(command.RunResult{Run: *r, BlockRuns: brs})
+	if err != nil {
+		return nil, err
+	}
+	return &command.Reply{CommandID: id, Status: command.ReplySucceeded, Code: http.StatusOK, Result: res}, nil
 }
 
 // send publishes a command and waits for its reply up to the configured bound. A nil reply
@@ -225,7 +235,7 @@ func (g *Gateway) accepted(c *fiber.Ctx, env command.Envelope) error {
 // pending while no executor has answered it.
 func (g *Gateway) getCommand(c *fiber.Ctx) error {
 	id := c.Params("id")
-	reply, err := g.triggerOutcome(c.UserContext(), id)
+	reply, err := g.commandOutcome(c.UserContext(), id)
 	if err != nil {
 		return err
 	}
@@ -233,7 +243,7 @@ func (g *Gateway) getCommand(c *fiber.Ctx) error {
 	if reply != nil {
 		out["status"] = reply.Status
 		if reply.Status == command.ReplySucceeded {
-			var res command.TriggerResult
+			var res command.RunResult
 			if err := json.Unmarshal(reply.Result, &res); err != nil {
 				return err
 			}
