@@ -86,6 +86,17 @@ type Settings struct {
 	RetryConfig *pipeline.RetryConfig `json:"retry_config,omitempty" bson:"retry_config,omitempty"`
 	// BlockRunLimit caps the run's queued and running block runs; 0 means none.
 	BlockRunLimit int `json:"block_run_limit,omitempty" bson:"block_run_limit,omitempty"`
+	// PipelineRunLimit caps the running runs of the run's schedule; 0 means none.
+	PipelineRunLimit int `json:"pipeline_run_limit,omitempty" bson:"pipeline_run_limit,omitempty"`
+	// PipelineRunLimitAllTriggers caps the running runs of the pipeline; 0 means none.
+	PipelineRunLimitAllTriggers int `json:"pipeline_run_limit_all_triggers,omitempty" bson:"pipeline_run_limit_all_triggers,omitempty"`
+	// SkipWhenLimited cancels a run that finds no free slot instead of letting it wait.
+	SkipWhenLimited bool `json:"skip_when_limited,omitempty" bson:"skip_when_limited,omitempty"`
+}
+
+// RunLimited reports whether the run waits for a slot of its pipeline's run limits.
+func (s Settings) RunLimited() bool {
+	return s.PipelineRunLimit > 0 || s.PipelineRunLimitAllTriggers > 0
 }
 
 // BlockRun is one execution of one block within a pipeline run.

@@ -194,6 +194,15 @@ CREATE TRIGGER pipeline_stats_delete AFTER DELETE ON pipeline_runs BEGIN
 	WHERE space = OLD.space AND pipeline_uuid = OLD.pipeline_uuid AND day = OLD.execution_date / 86400000 AND status = OLD.status;
 END;
 `,
+	// 4: concurrency gates, one document per limit (a pipeline's run slots, a run's block
+	// slots).
+	`
+CREATE TABLE gates (
+	key     TEXT PRIMARY KEY,
+	version INTEGER NOT NULL,
+	doc     BLOB NOT NULL
+) WITHOUT ROWID;
+`,
 }
 
 // completedMillis is the SQL expression of a completed run's duration in milliseconds (0 for

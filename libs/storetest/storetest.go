@@ -48,6 +48,9 @@ type Store interface {
 
 	PipelineStats(ctx context.Context, space string, uuids []string, since time.Time) (map[string]store.PipelineStats, error)
 
+	UpdateGate(ctx context.Context, key string, fn func(*run.Gate) error) (*run.Gate, error)
+	DeleteGate(ctx context.Context, key string) error
+
 	PutAPIKey(ctx context.Context, k store.APIKey) error
 	GetAPIKey(ctx context.Context, hash string) (*store.APIKey, error)
 	CountAPIKeys(ctx context.Context) (int64, error)
@@ -69,6 +72,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"RunUpdates", testRunUpdates},
 		{"BlockRuns", testBlockRuns},
 		{"PipelineStats", testPipelineStats},
+		{"Gates", testGates},
 		{"APIKeysAndOutcomes", testAPIKeysAndOutcomes},
 	}
 	for _, tc := range tests {
@@ -459,3 +463,60 @@ func testPipelineStats(t *testing.T, s Store) {
 		t.Fatalf("p1 over 11 days = %v", all["p1"].Runs)
 	}
 }
+
+func testGates(t *testing.T, s Store) {
+	c := ctx(t)
+	// A missing gate starts empty; concurrent admissions never exceed the limit.
+	const limit = 3
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	admitted := 0
+	for i := range 10 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := s.UpdateGate(c, "pipeline/s1/p1", func(g *run.Gate) error {
+				if !g.Admit(int64(i+1), int64(i%2), 0, limit) {
+					return errFull
+				}
+				return nil
+			})
+			switch {
+			case err == nil:
+				mu.Lock()
+				admitted++
+				mu.Unlock()
+			case !errors.Is(err, errFull):
+				t.Error(err)
+			}
+		}()
+	}
+	wg.Wait()
+	g, err := s.UpdateGate(c, "pipeline/s1/p1", func(g *run.Gate) error { return run.ErrNoChange })
+	if !errors.Is(err, run.ErrNoChange) {
+		t.Fatalf("a refused update: %v", err)
+	}
+	if admitted != limit || len(g.Holders) != limit {
+		t.Fatalf("admitted %d, gate holds %d, want %d", admitted, len(g.Holders), limit)
+	}
+	released := g.Holders[0].ID
+	g, err = s.UpdateGate(c, "pipeline/s1/p1", func(g *run.Gate) error {
+		if !g.Release(released) {
+			return run.ErrNoChange
+		}
+		return nil
+	})
+	must(t, err)
+	if len(g.Holders) != limit-1 || g.Holds(released) {
+		t.Fatalf("after release: %+v", g.Holders)
+	}
+	must(t, s.DeleteGate(c, "pipeline/s1/p1"))
+	wantErr(t, s.DeleteGate(c, "pipeline/s1/p1"), store.ErrNotFound)
+	g, err = s.UpdateGate(c, "pipeline/s1/p1", func(g *run.Gate) error { return nil })
+	must(t, err)
+	if len(g.Holders) != 0 {
+		t.Fatalf("a deleted gate starts again empty: %+v", g.Holders)
+	}
+}
+
+var errFull = errors.New("full")

@@ -63,14 +63,24 @@ func (e *Executor) advance(ctx context.Context, id int64) error {
 		}
 	}
 	for _, br := range plan.Queue {
+		if r.Settings.BlockRunLimit > 0 {
+			ok, err := e.claimBlockSlot(ctx, r, br.ID)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				break // the block that frees a slot advances the run again
+			}
+		}
 		upd, err := transition(br, []run.Status{run.StatusInitial}, run.StatusQueued)
 		if err != nil {
 			return err
 		}
-		if upd != nil {
-			if err := e.dispatch(ctx, upd); err != nil {
-				return err
-			}
+		if upd == nil {
+			continue
+		}
+		if err := e.dispatch(ctx, upd); err != nil {
+			return err
 		}
 	}
 	if plan.RunStatus == "" {
@@ -89,9 +99,7 @@ func (e *Executor) advance(ctx context.Context, id int64) error {
 		return err
 	}
 	e.emitRun(ctx, ended)
-	if ended.RunType == run.TypeScheduled {
-		e.retireOnce(ctx, ended.PipelineScheduleID)
-	}
+	e.finished(ctx, ended)
 	return nil
 }
 

@@ -70,6 +70,7 @@ func (e *Executor) cancelRun(ctx context.Context, env command.Envelope) error {
 	if err := e.cancelBlocks(ctx, cancelled); err != nil {
 		return err
 	}
+	e.finished(ctx, cancelled)
 	zerolog.Ctx(ctx).Info().Int64(logging.KeyRunID, r.ID).Msg("run cancelled")
 	return e.succeed(ctx, env, cancelled)
 }
@@ -157,6 +158,10 @@ func (e *Executor) retryRun(ctx context.Context, env command.Envelope) error {
 			return run.ErrNoChange
 		}
 		r.Status, r.CompletedAt, r.LastStartedAt = run.StatusRunning, nil, &now
+		if r.Settings.RunLimited() {
+			// Back in line for a slot of its pipeline's run limits.
+			r.Status, r.LastStartedAt = run.StatusInitial, nil
+		}
 		return nil
 	})
 	if err != nil && !errors.Is(err, run.ErrNoChange) {
@@ -164,9 +169,14 @@ func (e *Executor) retryRun(ctx context.Context, env command.Envelope) error {
 	}
 	if err == nil {
 		e.emitRun(ctx, restarted)
-	}
-	if err := e.advance(ctx, r.ID); err != nil {
-		return err
+		if restarted.Status == run.StatusInitial {
+			err = e.admit(ctx, restarted)
+		} else {
+			err = e.advance(ctx, r.ID)
+		}
+		if err != nil {
+			return err
+		}
 	}
 	r, err = e.store.GetRun(ctx, r.ID)
 	if err != nil {

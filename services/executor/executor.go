@@ -38,6 +38,8 @@ type Store interface {
 	BlockRunsOf(ctx context.Context, runIDs ...int64) ([]run.BlockRun, error)
 	GetBlockRun(ctx context.Context, id int64) (*run.BlockRun, error)
 	UpdateBlockRun(ctx context.Context, id int64, fn func(*run.BlockRun) error) (*run.BlockRun, error)
+	UpdateGate(ctx context.Context, key string, fn func(*run.Gate) error) (*run.Gate, error)
+	DeleteGate(ctx context.Context, key string) error
 	SaveOutcome(ctx context.Context, o store.CommandOutcome) error
 	GetOutcome(ctx context.Context, id string) (*store.CommandOutcome, error)
 }

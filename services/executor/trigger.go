@@ -106,6 +106,10 @@ func (e *Executor) trigger(ctx context.Context, env command.Envelope) error {
 			r.Metrics = map[string]any{"skipped": "a previous run of this schedule is still running (settings.skip_if_previous_running)"}
 		}
 	}
+	if r.Status == run.StatusRunning && r.Settings.RunLimited() {
+		// The run waits as initial until admit gives it a slot.
+		r.Status, r.StartedAt, r.LastStartedAt = run.StatusInitial, nil, nil
+	}
 	if len(r.Blocks) == 0 && r.Status == run.StatusRunning {
 		// Nothing to do: Mage completes a run without block runs at once.
 		r.Status, r.CompletedAt = run.StatusCompleted, &now
@@ -150,6 +154,12 @@ func (e *Executor) resume(ctx context.Context, env command.Envelope, r *run.Pipe
 			}
 		}
 	}
+	switch {
+	case r.Status == run.StatusInitial:
+		return e.admit(ctx, r)
+	case r.Status == run.StatusRunning && r.Settings.BlockRunLimit > 0:
+		return e.advance(ctx, r.ID) // roots are queued through the block gate
+	}
 	return nil
 }
 
@@ -181,7 +191,7 @@ func (e *Executor) ensureBlockRuns(ctx context.Context, r *run.PipelineRun) ([]r
 			continue
 		}
 		st := run.StatusInitial
-		if len(b.UpstreamBlocks) == 0 {
+		if len(b.UpstreamBlocks) == 0 && r.Status == run.StatusRunning && r.Settings.BlockRunLimit == 0 {
 			st = run.StatusQueued
 		}
 		missing = append(missing, run.BlockRun{
@@ -220,8 +230,15 @@ func runSettings(pl *pipeline.Pipeline, sc *schedule.Schedule) run.Settings {
 	} else {
 		s.TimeoutStatus = run.StatusFailed
 	}
-	if pl.ConcurrencyConfig != nil {
-		s.BlockRunLimit = pl.ConcurrencyConfig.BlockRunLimit
+	if cc := pl.ConcurrencyConfig; cc != nil {
+		s.BlockRunLimit = cc.BlockRunLimit
+		s.PipelineRunLimit = cc.PipelineRunLimit
+		s.PipelineRunLimitAllTriggers = cc.PipelineRunLimitAllTriggers
+		s.SkipWhenLimited = cc.OnPipelineRunLimitReached == "skip"
+	}
+	// A schedule's own limit overrides the pipeline's per-trigger limit, as in Mage.
+	if n, ok := sc.Settings["pipeline_run_limit"].(float64); ok && n >= 0 {
+		s.PipelineRunLimit = int(n)
 	}
 	return s
 }

@@ -124,6 +124,11 @@ func (e *Executor) handleWork(ctx context.Context, d natsbus.Delivery) error {
 		zerolog.Ctx(ctx).WithLevel(lvl).Str(logging.KeyBlock, br.BlockUUID).Str(logging.KeyStatus, string(br.Status)).Int("attempts", attempts).Msg("block run finished")
 		e.emitBlockRun(ctx, r, br)
 	}
+	if r.Settings.BlockRunLimit > 0 {
+		if err := e.release(ctx, run.RunGateKey(r.ID), br.ID); err != nil {
+			return err
+		}
+	}
 	return e.advance(ctx, r.ID)
 }
 
