@@ -13,6 +13,9 @@ import (
 const (
 	TypePipelineRunStatusChanged = "pipeline_run.status_changed"
 	TypeBlockRunStatusChanged    = "block_run.status_changed"
+	// TypePipelineRunSLAMissed: the run was still unfinished when its schedule's SLA (seconds
+	// after the execution date) passed. The run goes on; passed_sla is now true.
+	TypePipelineRunSLAMissed = "pipeline_run.sla_missed"
 )
 
 // Version is the payload schema version. Changes are additive; a breaking change bumps it.

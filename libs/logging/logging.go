@@ -26,6 +26,9 @@ const (
 	KeyStatus    = "status"
 	KeySubject   = "subject"
 	KeyAddr      = "addr"
+	KeyLease     = "lease"
+	KeyHolder    = "lease_holder"
+	KeyTick      = "tick"
 )
 
 // New returns a logger writing JSON lines to w, or human-readable console lines when w is a

@@ -47,6 +47,8 @@ func TestListQueriesUseIndexes(t *testing.T) {
 		{colSchedules, bson.M{"space": "s"}, bson.D{{Key: "_id", Value: -1}}},
 		{colPipelines, bson.M{"space": "s"}, bson.D{{Key: "space", Value: 1}, {Key: "uuid", Value: 1}}},
 		{colSchedules, bson.M{"space": "s", "pipeline_uuid": "p"}, bson.D{{Key: "_id", Value: -1}}},
+		{colSchedules, bson.M{"schedule_type": "time", "status": "active"}, bson.D{{Key: "_id", Value: -1}}},
+		{colRuns, activeRunsFilter, activeRunsSort},
 	}
 	for _, q := range queries {
 		find := bson.D{{Key: "find", Value: q.col}, {Key: "filter", Value: q.filter}, {Key: "limit", Value: 20}}

@@ -135,6 +135,10 @@ var indexes = []index{
 	{colBlockRuns, bson.D{{Key: "space", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colSchedules, bson.D{{Key: "space", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colStats, bson.D{{Key: "space", Value: 1}, {Key: "pipeline_uuid", Value: 1}, {Key: "day", Value: 1}}, false},
+	// The time-schedule leader's reads, across all spaces: active schedules of a type, and
+	// unfinished runs oldest first.
+	{colSchedules, bson.D{{Key: "schedule_type", Value: 1}, {Key: "status", Value: 1}, {Key: "_id", Value: -1}}, false},
+	{colRuns, bson.D{{Key: "status", Value: 1}, {Key: "execution_date", Value: 1}, {Key: "_id", Value: 1}}, false},
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {

@@ -52,6 +52,12 @@ func (s *Store) ListSchedules(ctx context.Context, f store.ScheduleFilter, pg st
 	if f.PipelineUUID != "" {
 		filter["pipeline_uuid"] = f.PipelineUUID
 	}
+	if f.Type != "" {
+		filter["schedule_type"] = f.Type
+	}
+	if f.Status != "" {
+		filter["status"] = f.Status
+	}
 	return findPage[schedule.Schedule](ctx, s.db.Collection(colSchedules), filter, bson.D{{Key: "_id", Value: -1}}, pg, "schedules")
 }
 

@@ -86,8 +86,8 @@ func (b *Bus) Ping(ctx context.Context) error {
 	return nil
 }
 
-// Setup creates or updates the streams. It is idempotent and safe to run from every process
-// at start-up.
+// Setup creates or updates the streams and creates the lease bucket. It is idempotent and
+// safe to run from every process at start-up.
 func (b *Bus) Setup(ctx context.Context, l StreamOptions) error {
 	streams := []jetstream.StreamConfig{
 		{
@@ -125,6 +125,10 @@ func (b *Bus) Setup(ctx context.Context, l StreamOptions) error {
 		if _, err := b.js.CreateOrUpdateStream(ctx, cfg); err != nil {
 			return fmt.Errorf("natsbus: set up stream %s: %w", cfg.Name, err)
 		}
+	}
+	// The lease bucket, here so that it is replicated like the streams; an existing one is kept.
+	if _, err := b.leaseBucket(ctx, LeaseTTL, l.Replicas); err != nil {
+		return err
 	}
 	return nil
 }

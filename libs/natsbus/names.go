@@ -50,6 +50,12 @@ func RunEventSubject(space, pipelineUUID string, runID int64, status run.Status)
 	return fmt.Sprintf("%s%s.run.%s.%d.%s", subjectEventPrefix, token(space), token(pipelineUUID), runID, status)
 }
 
+// RunSLAMissedSubject is runyard.evt.<space>.run.<pipeline_uuid>.<run_id>.sla_missed, where
+// the run's status token would be: subscribers of a run's events see its SLA miss too.
+func RunSLAMissedSubject(space, pipelineUUID string, runID int64) string {
+	return RunEventSubject(space, pipelineUUID, runID, "sla_missed")
+}
+
 // BlockRunEventSubject is runyard.evt.<space>.block_run.<pipeline_uuid>.<run_id>.<status>.
 func BlockRunEventSubject(space, pipelineUUID string, runID int64, status run.Status) string {
 	return fmt.Sprintf("%s%s.block_run.%s.%d.%s", subjectEventPrefix, token(space), token(pipelineUUID), runID, status)

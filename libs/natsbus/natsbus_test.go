@@ -87,6 +87,7 @@ func TestCommandSubjects(t *testing.T) {
 	}{
 		{"command", natsbus.CommandSubject("pipeline_run.create"), "runyard.cmd.pipeline_run.create"},
 		{"reply", natsbus.ReplySubject("abc123"), "runyard.reply.abc123"},
+		{"sla missed", natsbus.RunSLAMissedSubject("default", "etl.daily", 42), "runyard.evt.default.run.etl_daily.42.sla_missed"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -203,6 +203,19 @@ CREATE TABLE gates (
 	doc     BLOB NOT NULL
 ) WITHOUT ROWID;
 `,
+	// 5: what the time-schedule leader and the reconcilers read every few seconds, across all
+	// spaces: the active schedules of a type, and the unfinished runs oldest first. The
+	// schedule columns are generated from doc, so no write path has to keep them in step and
+	// existing rows have them at once. The partial index holds only unfinished runs, a small
+	// set however many runs are stored; a query must repeat its WHERE term exactly
+	// (activeRunsWhere) for SQLite to use it.
+	`
+ALTER TABLE pipeline_schedules ADD COLUMN schedule_type TEXT GENERATED ALWAYS AS (json_extract(doc, '$.schedule_type')) VIRTUAL;
+ALTER TABLE pipeline_schedules ADD COLUMN status TEXT GENERATED ALWAYS AS (json_extract(doc, '$.status')) VIRTUAL;
+CREATE INDEX schedules_by_type_status ON pipeline_schedules (schedule_type, status, id DESC);
+
+CREATE INDEX runs_active ON pipeline_runs (execution_date, id) WHERE status IN ('initial', 'running');
+`,
 }
 
 // completedMillis is the SQL expression of a completed run's duration in milliseconds (0 for

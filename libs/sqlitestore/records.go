@@ -105,14 +105,12 @@ func (s *Store) GetSchedules(ctx context.Context, ids []int64) (map[int64]*sched
 
 // ListSchedules returns a page of schedules, newest first, and their total count.
 func (s *Store) ListSchedules(ctx context.Context, f store.ScheduleFilter, pg store.Page) ([]schedule.Schedule, int64, error) {
-	var w where
-	w.add("space = ?", f.Space, f.Space != "")
-	w.add("pipeline_uuid = ?", f.PipelineUUID, f.PipelineUUID != "")
+	w := scheduleFilter(f)
 	var total int64
 	if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM pipeline_schedules`+w.String(), w.args...).Scan(&total); err != nil {
 		return nil, 0, mapErr(err, "count schedules")
 	}
-	scs, err := listDocs[schedule.Schedule](ctx, s.r, "list schedules", `SELECT doc FROM pipeline_schedules`+w.String()+` ORDER BY id DESC`+limitClause(pg), w.args...)
+	scs, err := listDocs[schedule.Schedule](ctx, s.r, "list schedules", listSchedulesQuery(w, pg), w.args...)
 	return scs, total, err
 }
 

@@ -41,10 +41,15 @@ type BlockRunFilter struct {
 	PipelineUUID  string
 }
 
-// ScheduleFilter selects schedules. Zero fields do not filter.
+// ScheduleFilter selects schedules. Zero fields do not filter: an empty Space lists the
+// schedules of every space.
 type ScheduleFilter struct {
 	Space        string
 	PipelineUUID string
+	// Type is a schedule type (schedule.TypeTime, ...).
+	Type string
+	// Status is schedule.StatusActive or schedule.StatusInactive.
+	Status string
 }
 
 // APIKey is a stored API key: only its hash, never its value.

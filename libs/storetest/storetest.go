@@ -40,6 +40,8 @@ type Store interface {
 	GetRunByCommand(ctx context.Context, commandID string) (*run.PipelineRun, error)
 	ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) ([]run.PipelineRun, int64, error)
 	UpdateRun(ctx context.Context, id int64, fn func(*run.PipelineRun) error) (*run.PipelineRun, error)
+	// ActiveRuns lists initial and running runs of every space, oldest execution date first.
+	ActiveRuns(ctx context.Context, limit int) ([]run.PipelineRun, error)
 	ListBlockRuns(ctx context.Context, f store.BlockRunFilter, pg store.Page) ([]run.BlockRun, int64, error)
 	// BlockRunsOf orders by run, then by id.
 	BlockRunsOf(ctx context.Context, runIDs ...int64) ([]run.BlockRun, error)
@@ -73,6 +75,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"BlockRuns", testBlockRuns},
 		{"PipelineStats", testPipelineStats},
 		{"Gates", testGates},
+		{"Scheduling", testScheduling},
 		{"APIKeysAndOutcomes", testAPIKeysAndOutcomes},
 	}
 	for _, tc := range tests {

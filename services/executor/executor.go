@@ -34,6 +34,7 @@ type Store interface {
 	GetRunByCommand(ctx context.Context, commandID string) (*run.PipelineRun, error)
 	UpdateRun(ctx context.Context, id int64, fn func(*run.PipelineRun) error) (*run.PipelineRun, error)
 	ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) ([]run.PipelineRun, int64, error)
+	ActiveRuns(ctx context.Context, limit int) ([]run.PipelineRun, error)
 	UpdateSchedule(ctx context.Context, id int64, fn func(*schedule.Schedule) error) (*schedule.Schedule, error)
 	BlockRunsOf(ctx context.Context, runIDs ...int64) ([]run.BlockRun, error)
 	GetBlockRun(ctx context.Context, id int64) (*run.BlockRun, error)
@@ -75,6 +76,9 @@ type Executor struct {
 	consumers []*natsbus.Consumer
 	cancels   *cancels
 	unlisten  func()
+	// stopReconcile ends the reconciler; reconciled is closed when it has.
+	stopReconcile context.CancelFunc
+	reconciled    chan struct{}
 }
 
 // Sequence names for id allocation; shared with every component that allocates these ids.
@@ -132,12 +136,23 @@ func (e *Executor) Start(ctx context.Context) error {
 		return fmt.Errorf("executor: %w", err)
 	}
 	e.consumers = append(e.consumers, work)
+	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	e.stopReconcile, e.reconciled = cancel, make(chan struct{})
+	go func() {
+		defer close(e.reconciled)
+		e.reconcile(rctx)
+	}()
 	return nil
 }
 
 // Stop stops taking commands and work and waits for in-flight handlers until ctx ends.
 // Work not finished by then is redelivered to another executor.
 func (e *Executor) Stop(ctx context.Context) {
+	if e.stopReconcile != nil {
+		e.stopReconcile()
+		<-e.reconciled
+		e.stopReconcile = nil
+	}
 	for _, c := range e.consumers {
 		c.Stop(ctx)
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/runyard/runyard/libs/natsserver"
 	"github.com/runyard/runyard/libs/sqlitestore"
 	"github.com/runyard/runyard/services/executor"
+	"github.com/runyard/runyard/services/executor/scheduler"
 	"github.com/runyard/runyard/services/gateway"
 	"github.com/runyard/runyard/services/syncworker"
 )
@@ -29,6 +30,7 @@ import (
 type serviceStore interface {
 	gateway.Store
 	executor.Store
+	scheduler.Store
 	syncworker.Store
 	Close(ctx context.Context) error
 }
@@ -88,6 +90,15 @@ func Start(ctx context.Context, mode config.Mode, cfg config.Config, log zerolog
 			return nil, err
 		}
 		s.onStop(ex.Stop)
+		// Every executor process contends for the scheduler lease; the holder fires time
+		// schedules. Stopped before the executor (stops run in reverse), releasing the lease.
+		lease, err := bus.NewLease(ctx, natsbus.LeaseConfig{Key: natsbus.LeaseScheduler})
+		if err != nil {
+			return nil, err
+		}
+		sch := scheduler.New(scheduler.Config{}, st, bus, lease, log.With().Str(logging.KeyService, "scheduler").Logger())
+		sch.Start(ctx)
+		s.onStop(sch.Stop)
 	}
 	if mode == config.ModeStandalone || mode == config.ModeSyncWorker {
 		sw := syncworker.New(st, bus, log.With().Str(logging.KeyService, "syncworker").Logger())

@@ -1,0 +1,144 @@
+package executor
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/runyard/runyard/libs/logging"
+	"github.com/runyard/runyard/libs/run"
+	"github.com/runyard/runyard/libs/store"
+)
+
+// Reconciler timing. A queued block whose work message may have been lost (the process died
+// between writing the block run and publishing its message) is dispatched again once it has
+// been queued this long; JetStream drops the copy while the original is still within its
+// duplicate window, and only one worker can take a queued block run anyway.
+const (
+	reconcileEvery   = 5 * time.Second
+	requeueAfter     = 30 * time.Second
+	reconcileBatch   = 1000
+	admitWaitingFrom = 10 * time.Second
+)
+
+// reconcile runs passes until ctx ends.
+func (e *Executor) reconcile(ctx context.Context) {
+	t := time.NewTicker(reconcileEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := e.reconcilePass(ctx, time.Now()); err != nil && ctx.Err() == nil {
+				e.log.Warn().Err(err).Msg("reconcile pass")
+			}
+		}
+	}
+}
+
+// reconcilePass looks at every run that has not finished: it ends runs past their timeout,
+// re-dispatches queued blocks whose message may be lost, advances runs whose advance was cut
+// short, and starts waiting runs whose slot a crashed process never handed on. Every step is
+// a conditional update, so passes in several executors at once are harmless.
+func (e *Executor) reconcilePass(ctx context.Context, now time.Time) error {
+	runs, err := e.store.ActiveRuns(ctx, reconcileBatch)
+	if err != nil {
+		return err
+	}
+	for i := range runs {
+		r := &runs[i]
+		ctx := e.log.With().Str(logging.KeySpace, r.Space).Int64(logging.KeyRunID, r.ID).Logger().WithContext(ctx)
+		var err error
+		switch r.Status {
+		case run.StatusRunning:
+			err = e.reconcileRunning(ctx, r, now)
+		case run.StatusInitial:
+			if now.Sub(r.CreatedAt) >= admitWaitingFrom {
+				err = e.reconcileWaiting(ctx, r)
+			}
+		}
+		if err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("run not reconciled")
+		}
+	}
+	return nil
+}
+
+func (e *Executor) reconcileRunning(ctx context.Context, r *run.PipelineRun, now time.Time) error {
+	if r.Settings.Timeout > 0 && r.LastStartedAt != nil && now.After(r.LastStartedAt.Add(seconds(r.Settings.Timeout))) {
+		return e.timeOut(ctx, r)
+	}
+	brs, err := e.store.BlockRunsOf(ctx, r.ID)
+	if err != nil {
+		return err
+	}
+	for i := range brs {
+		br := &brs[i]
+		if br.Status == run.StatusQueued && now.Sub(br.UpdatedAt) >= requeueAfter {
+			zerolog.Ctx(ctx).Info().Int64(logging.KeyBlockRun, br.ID).Msg("queued block dispatched again")
+			if err := e.dispatch(ctx, br); err != nil {
+				return err
+			}
+		}
+	}
+	return e.advance(ctx, r.ID)
+}
+
+// timeOut ends a run that ran past settings.timeout with settings.timeout_status, killing its
+// running blocks.
+func (e *Executor) timeOut(ctx context.Context, r *run.PipelineRun) error {
+	now := store.Now()
+	ended, err := e.store.UpdateRun(ctx, r.ID, func(r *run.PipelineRun) error {
+		if r.Status.Terminal() {
+			return run.ErrNoChange
+		}
+		r.Status, r.CompletedAt = r.Settings.TimeoutStatus, &now
+		if r.Status == "" {
+			r.Status = run.StatusFailed
+		}
+		if r.Metrics == nil {
+			r.Metrics = map[string]any{}
+		}
+		r.Metrics["error"] = map[string]any{"message": "pipeline run timed out after " + seconds(r.Settings.Timeout).String() + " (settings.timeout)"}
+		return nil
+	})
+	if errors.Is(err, run.ErrNoChange) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	zerolog.Ctx(ctx).Info().Str(logging.KeyStatus, string(ended.Status)).Msg("run timed out")
+	e.emitRun(ctx, ended)
+	if err := e.cancelBlocks(ctx, ended); err != nil {
+		return err
+	}
+	e.finished(ctx, ended)
+	return nil
+}
+
+// reconcileWaiting frees the slots of finished runs that still hold one (their process died
+// before releasing it) and tries to start the waiting run.
+func (e *Executor) reconcileWaiting(ctx context.Context, r *run.PipelineRun) error {
+	if !r.Settings.RunLimited() {
+		return nil
+	}
+	key := run.PipelineGateKey(r.Space, r.PipelineUUID)
+	g, err := e.store.UpdateGate(ctx, key, func(*run.Gate) error { return run.ErrNoChange })
+	if err != nil && !errors.Is(err, run.ErrNoChange) {
+		return err
+	}
+	for _, h := range g.Holders {
+		held, err := e.store.GetRun(ctx, h.ID)
+		if (err == nil && held.Status.Terminal()) || errors.Is(err, store.ErrNotFound) {
+			if err := e.release(ctx, key, h.ID); err != nil {
+				return err
+			}
+		} else if err != nil {
+			return err
+		}
+	}
+	return e.admit(ctx, r)
+}
