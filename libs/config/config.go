@@ -83,7 +83,7 @@ var vars = []Var{
 		set: func(c *Config, v string) error { c.NATSAddr = v; return checkAddr(v) }},
 	{Name: "RUNYARD_NATS_REPLICAS", Default: "1", Description: "how many servers of a NATS cluster keep each Runyard stream (1 to 5)",
 		set: func(c *Config, v string) (err error) { c.NATSReplicas, err = positiveInt(v, 1, 5); return err }},
-	{Name: "RUNYARD_MONGO_URI", Default: "", Description: "MongoDB connection string; unset in standalone mode means the embedded store", Credentials: true,
+	{Name: "RUNYARD_MONGO_URI", Default: "", Description: "MongoDB connection string; unset means the SQLite store in RUNYARD_DATA_DIR, which processes on one machine can share", Credentials: true,
 		set: func(c *Config, v string) error { c.MongoURI = v; return checkMongoURI(v) }},
 	{Name: "RUNYARD_MONGO_DATABASE", Default: "runyard", Description: "MongoDB database name",
 		set: func(c *Config, v string) error { c.MongoDatabase = v; return nonEmpty(v) }},
@@ -156,9 +156,6 @@ func Load(mode Mode, lookup func(string) (string, bool)) (Config, error) {
 	if mode != ModeStandalone {
 		if c.NATSURL == "" {
 			problems = append(problems, fmt.Sprintf("RUNYARD_NATS_URL: required when running %s alone", mode))
-		}
-		if c.MongoURI == "" {
-			problems = append(problems, fmt.Sprintf("RUNYARD_MONGO_URI: required when running %s alone", mode))
 		}
 	}
 	if len(problems) > 0 {

@@ -114,12 +114,13 @@ func TestLoadModes(t *testing.T) {
 	}{
 		{mode: config.ModeStandalone, env: nil},
 		{mode: config.ModeStandalone, env: distributed()},
-		{mode: config.ModeGateway, env: nil, wantErr: []string{"RUNYARD_NATS_URL", "RUNYARD_MONGO_URI", "gateway"}},
-		{mode: config.ModeExecutor, env: nil, wantErr: []string{"RUNYARD_NATS_URL", "RUNYARD_MONGO_URI", "executor"}},
-		{mode: config.ModeSyncWorker, env: nil, wantErr: []string{"RUNYARD_NATS_URL", "RUNYARD_MONGO_URI", "syncworker"}},
-		{mode: config.ModeGateway, env: map[string]string{"RUNYARD_NATS_URL": "nats://nats:4222"}, wantErr: []string{"RUNYARD_MONGO_URI"}},
+		{mode: config.ModeGateway, env: nil, wantErr: []string{"RUNYARD_NATS_URL", "gateway"}},
+		{mode: config.ModeExecutor, env: nil, wantErr: []string{"RUNYARD_NATS_URL", "executor"}},
+		{mode: config.ModeSyncWorker, env: nil, wantErr: []string{"RUNYARD_NATS_URL", "syncworker"}},
+		// Without MongoDB a service alone uses the SQLite store of its data directory.
+		{mode: config.ModeGateway, env: map[string]string{"RUNYARD_NATS_URL": "nats://nats:4222"}},
 		{mode: config.ModeGateway, env: map[string]string{"RUNYARD_MONGO_URI": "mongodb://mongo"}, wantErr: []string{"RUNYARD_NATS_URL"}},
-		{mode: config.ModeGateway, env: map[string]string{"RUNYARD_NATS_URL": "  ", "RUNYARD_MONGO_URI": " "}, wantErr: []string{"RUNYARD_NATS_URL", "RUNYARD_MONGO_URI"}},
+		{mode: config.ModeGateway, env: map[string]string{"RUNYARD_NATS_URL": "  ", "RUNYARD_MONGO_URI": " "}, wantErr: []string{"RUNYARD_NATS_URL"}},
 		{mode: config.ModeGateway, env: distributed()},
 		{mode: config.ModeExecutor, env: distributed()},
 		{mode: config.ModeSyncWorker, env: distributed()},
@@ -220,6 +221,7 @@ func TestLoadReportsEveryProblem(t *testing.T) {
 	_, err := config.Load(config.ModeGateway, lookup(map[string]string{
 		"RUNYARD_HTTP_ADDR":        "nope",
 		"RUNYARD_EXECUTOR_WORKERS": "0",
+		"RUNYARD_MONGO_URI":        "postgres://db",
 	}))
 	if err == nil {
 		t.Fatal("Load() = nil, want an error")

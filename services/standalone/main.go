@@ -23,9 +23,12 @@ const usage = `usage: runyard <command>
 
 commands:
   standalone   run every service in one process on embedded NATS and an embedded store
-  gateway      run the HTTP gateway alone (needs RUNYARD_NATS_URL and RUNYARD_MONGO_URI)
-  executor     run an executor alone (needs RUNYARD_NATS_URL and RUNYARD_MONGO_URI)
-  syncworker   run a sync worker alone (needs RUNYARD_NATS_URL and RUNYARD_MONGO_URI)
+  gateway      run the HTTP gateway alone (needs RUNYARD_NATS_URL)
+  executor     run an executor alone (needs RUNYARD_NATS_URL)
+  syncworker   run a sync worker alone (needs RUNYARD_NATS_URL)
+
+Services alone use MongoDB (RUNYARD_MONGO_URI) or, without it, the SQLite store in
+RUNYARD_DATA_DIR, which processes on one machine can share.
   env          list the environment variables Runyard reads, with defaults
 
 Configuration is read from environment variables; see 'runyard env'.
