@@ -28,7 +28,7 @@ const (
 	StatusInactive = "inactive"
 )
 
-// Interval presets, besides 5-field cron expressions.
+// Interval presets, besides cron expressions.
 var Presets = []string{"@once", "@hourly", "@daily", "@weekly", "@monthly", "@always_on"}
 
 // Schedule is a trigger of a pipeline.
@@ -54,7 +54,9 @@ type Schedule struct {
 	Version       int64          `json:"version" bson:"version"`
 }
 
-var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
+// cronParser reads Mage's 5-field cron expressions, and 6-field ones whose first field is the
+// second, for schedules finer than a minute.
+var cronParser = cron.NewParser(cron.SecondOptional | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
 
 // NewToken returns a fresh trigger token: 32 hex characters, like Mage's uuid4 hex.
 func NewToken() string {
@@ -102,7 +104,7 @@ func (s *Schedule) Validate(prefix string) error {
 	}
 	if s.ScheduleInterval != "" && !slices.Contains(Presets, s.ScheduleInterval) {
 		if _, err := cronParser.Parse(s.ScheduleInterval); err != nil {
-			errs.Add(prefix+".schedule_interval", "must be one of %s or a 5-field cron expression: %v", strings.Join(Presets, ", "), err)
+			errs.Add(prefix+".schedule_interval", "must be one of %s or a cron expression (5 fields, or 6 with seconds first): %v", strings.Join(Presets, ", "), err)
 		}
 	}
 	if s.ScheduleType == TypeTime && s.ScheduleInterval == "" {

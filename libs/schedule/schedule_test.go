@@ -130,8 +130,8 @@ func TestValidate(t *testing.T) {
 			want:   []wantErr{{"schedule.schedule_interval", "cron"}},
 		},
 		{
-			name:   "cron with six fields",
-			modify: timeSchedule("0 */5 * * * *"),
+			name:   "cron with seven fields",
+			modify: timeSchedule("0 0 */5 * * * *"),
 			want:   []wantErr{{"schedule.schedule_interval", "cron"}},
 		},
 		{

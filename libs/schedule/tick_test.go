@@ -251,3 +251,23 @@ func TestNewTimetableErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestTimetableSeconds(t *testing.T) {
+	t.Parallel()
+	tt, err := schedule.NewTimetable(&schedule.Schedule{ID: 1, ScheduleType: schedule.TypeTime, ScheduleInterval: "* * * * * *"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 3, 1, 10, 0, 0, 500_000_000, time.UTC)
+	next, ok := tt.Next(at)
+	if !ok || !next.Equal(time.Date(2026, 3, 1, 10, 0, 1, 0, time.UTC)) {
+		t.Fatalf("Next(%s) = %s, want the next second", at, next)
+	}
+	latest, ok := tt.Latest(at)
+	if !ok || !latest.Equal(time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)) {
+		t.Fatalf("Latest(%s) = %s, want the current second", at, latest)
+	}
+	if got := tt.Between(at.Add(-10*time.Second), at, 100); len(got) != 10 {
+		t.Fatalf("Between over 10 s = %d ticks, want 10", len(got))
+	}
+}
