@@ -7,6 +7,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/runyard/runyard/libs/logging"
+	"github.com/runyard/runyard/libs/natsbus"
 	"github.com/runyard/runyard/libs/schedule"
 
 	"github.com/runyard/runyard/libs/run"
@@ -57,9 +58,19 @@ func (e *Executor) advance(ctx context.Context, id int64) error {
 			return err
 		}
 	}
+	killRunning := false
 	for _, br := range plan.Cancel {
-		if _, err := transition(br, []run.Status{run.StatusInitial, run.StatusQueued, run.StatusRunning}, run.StatusCancelled); err != nil {
+		upd, err := transition(br, []run.Status{run.StatusInitial, run.StatusQueued, run.StatusRunning}, run.StatusCancelled)
+		if err != nil {
 			return err
+		}
+		killRunning = killRunning || upd != nil
+	}
+	if killRunning {
+		// Fail-fast cancelled blocks that may be running somewhere (a queued one may have been
+		// taken since the plan was made): stop their processes too.
+		if err := e.bus.Broadcast(natsbus.RunCancelSubject(r.ID), nil); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("cancel broadcast not sent")
 		}
 	}
 	for _, br := range plan.Queue {
