@@ -168,7 +168,7 @@ func (s *Scheduler) lead(ctx context.Context) {
 	s.log.Info().Msg("scheduler leading")
 	defer s.log.Info().Msg("scheduler no longer leading")
 	tm := &term{fired: map[int64]time.Time{}, plans: map[int64]*plan{}}
-	t := time.NewTicker(s.cfg.Every)
+	t := time.NewTimer(s.cfg.Every)
 	defer t.Stop()
 	var lastSLA time.Time
 	for {
@@ -183,12 +183,29 @@ func (s *Scheduler) lead(ctx context.Context) {
 			}
 			lastSLA = now
 		}
+		t.Reset(s.untilNext(tm, now))
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
 	}
+}
+
+// untilNext is how long the leader may wait before its next pass: Every, or less when a known
+// schedule's next tick comes sooner, so that a tick fires at its time rather than up to Every
+// late. New and changed schedules are picked up within Every.
+func (s *Scheduler) untilNext(tm *term, now time.Time) time.Duration {
+	wait := s.cfg.Every
+	for _, p := range tm.plans {
+		if p.err != nil || p.never || p.quietUntil.IsZero() {
+			continue
+		}
+		if d := p.quietUntil.Sub(now); d < wait {
+			wait = d
+		}
+	}
+	return max(wait, time.Millisecond)
 }
 
 // fire publishes the due ticks of every active time schedule.
