@@ -149,6 +149,7 @@ type magePipelineRun struct {
 	Metrics                 map[string]any `json:"metrics"`
 	BackfillID              *int64         `json:"backfill_id"`
 	ExecutorType            string         `json:"executor_type"`
+	RunType                 string         `json:"run_type"`
 	BlockRuns               []mageBlockRun `json:"block_runs"`
 	BlockRunsCount          int            `json:"block_runs_count"`
 	CompletedBlockRunsCount int            `json:"completed_block_runs_count"`
@@ -186,7 +187,7 @@ func presentRun(r *run.PipelineRun, brs []run.BlockRun, sc *schedule.Schedule) m
 		ID: r.ID, CreatedAt: mt(r.CreatedAt), UpdatedAt: mt(r.UpdatedAt), PipelineScheduleID: r.PipelineScheduleID,
 		PipelineUUID: r.PipelineUUID, ExecutionDate: mt(r.ExecutionDate), Status: r.Status,
 		StartedAt: mtp(r.StartedAt), CompletedAt: mtp(r.CompletedAt), Variables: r.Variables, PassedSLA: r.PassedSLA,
-		EventVariables: r.EventVariables, Metrics: r.Metrics, BackfillID: r.BackfillID, ExecutorType: r.ExecutorType,
+		EventVariables: r.EventVariables, Metrics: r.Metrics, BackfillID: r.BackfillID, ExecutorType: r.ExecutorType, RunType: r.RunType,
 		BlockRuns: make([]mageBlockRun, 0, len(brs)), BlockRunsCount: len(brs),
 	}
 	if sc != nil {
