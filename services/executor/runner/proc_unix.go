@@ -11,6 +11,7 @@ import (
 
 func setProcessGroup(cmd *exec.Cmd) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	setDeathSignal(cmd.SysProcAttr)
 }
 
 // killGroup SIGKILLs the command's whole process group; the group id is the child's pid
