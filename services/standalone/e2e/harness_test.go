@@ -26,6 +26,7 @@ type env struct {
 	t       testing.TB
 	base    string
 	natsURL string
+	vars    map[string]string // the configuration the system was started with
 }
 
 // start runs the system as the standalone binary does by default: on the embedded SQLite
@@ -75,7 +76,7 @@ func startWith(t testing.TB, extra map[string]string, mongo bool) *env {
 		defer cancel()
 		sys.Stop(ctx)
 	})
-	return &env{t: t, base: "http://" + sys.HTTPAddr().String(), natsURL: natsURL}
+	return &env{t: t, base: "http://" + sys.HTTPAddr().String(), natsURL: natsURL, vars: vars}
 }
 
 type response struct {
@@ -210,4 +211,25 @@ func blockRuns(pr map[string]any) map[string]map[string]any {
 		out[br["block_uuid"].(string)] = br
 	}
 	return out
+}
+
+// addExecutor starts one more executor on the same NATS server and store, as a second
+// executor process would, so tests can check what holds across executors.
+func (e *env) addExecutor() {
+	e.t.Helper()
+	cfg, err := config.Load(config.ModeExecutor, func(k string) (string, bool) { v, ok := e.vars[k]; return v, ok })
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	sys, err := system.Start(ctx, config.ModeExecutor, cfg, zerolog.New(zerolog.NewTestWriter(e.t)).Level(zerolog.WarnLevel), io.Discard)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+		defer cancel()
+		sys.Stop(ctx)
+	})
 }
