@@ -49,6 +49,10 @@ func TestListQueriesUseIndexes(t *testing.T) {
 		{colSchedules, bson.M{"space": "s", "pipeline_uuid": "p"}, bson.D{{Key: "_id", Value: -1}}},
 		{colSchedules, bson.M{"schedule_type": "time", "status": "active"}, bson.D{{Key: "_id", Value: -1}}},
 		{colRuns, activeRunsFilter, activeRunsSort},
+		{colRuns, bson.M{"space": "s", "backfill_id": 3}, runSort},
+		{colRuns, bson.M{"backfill_id": 3, "status": "running"}, nil},
+		{colBackfills, bson.M{"space": "s", "pipeline_uuid": "p"}, bson.D{{Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}},
+		{colBackfills, bson.M{"space": "s"}, bson.D{{Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}},
 	}
 	for _, q := range queries {
 		find := bson.D{{Key: "find", Value: q.col}, {Key: "filter", Value: q.filter}, {Key: "limit", Value: 20}}

@@ -139,6 +139,11 @@ var indexes = []index{
 	// unfinished runs oldest first.
 	{colSchedules, bson.D{{Key: "schedule_type", Value: 1}, {Key: "status", Value: 1}, {Key: "_id", Value: -1}}, false},
 	{colRuns, bson.D{{Key: "status", Value: 1}, {Key: "execution_date", Value: 1}, {Key: "_id", Value: 1}}, false},
+	// Backfills, and the runs of a backfill: their list, and their counts by status.
+	{colBackfills, bson.D{{Key: "space", Value: 1}, {Key: "pipeline_uuid", Value: 1}, {Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}, false},
+	{colBackfills, bson.D{{Key: "space", Value: 1}, {Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}, false},
+	{colRuns, bson.D{{Key: "space", Value: 1}, {Key: "backfill_id", Value: 1}, {Key: "execution_date", Value: -1}, {Key: "_id", Value: -1}}, false},
+	{colRuns, bson.D{{Key: "backfill_id", Value: 1}, {Key: "status", Value: 1}}, false},
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {

@@ -86,6 +86,9 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) 
 	if f.Status != "" {
 		filter["status"] = f.Status
 	}
+	if f.BackfillID != 0 {
+		filter["backfill_id"] = f.BackfillID
+	}
 	return findPage[run.PipelineRun](ctx, s.db.Collection(colRuns), filter,
 		bson.D{{Key: "execution_date", Value: -1}, {Key: "_id", Value: -1}}, pg, "runs")
 }

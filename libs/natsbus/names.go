@@ -24,6 +24,7 @@ const (
 	SubjectWork          = "runyard.work.>"
 	SubjectEvents        = "runyard.evt.>"
 	SubjectRunCommands   = "runyard.cmd.pipeline_run.>"
+	SubjectBackfillCmds  = "runyard.cmd.backfill.>"
 	SubjectSyncCommands  = "runyard.cmd.sync.>"
 	SubjectBlockWork     = "runyard.work.block"
 	subjectCommandPrefix = "runyard.cmd."

@@ -216,6 +216,26 @@ CREATE INDEX schedules_by_type_status ON pipeline_schedules (schedule_type, stat
 
 CREATE INDEX runs_active ON pipeline_runs (execution_date, id) WHERE status IN ('initial', 'running');
 `,
+	// 6: backfills, and the runs of a backfill. backfill_id is generated from the run's
+	// document like the schedule columns of migration 5; the run indexes are partial, so runs
+	// outside backfills (most) cost them nothing. runs_by_backfill serves the run list of a
+	// backfill, runs_by_backfill_status its counts by status.
+	`
+CREATE TABLE backfills (
+	id            INTEGER PRIMARY KEY,
+	space         TEXT NOT NULL,
+	pipeline_uuid TEXT NOT NULL,
+	created_at    INTEGER NOT NULL, -- unix milliseconds
+	version       INTEGER NOT NULL,
+	doc           BLOB NOT NULL
+);
+CREATE INDEX backfills_by_pipeline ON backfills (space, pipeline_uuid, created_at DESC, id DESC);
+CREATE INDEX backfills_by_space ON backfills (space, created_at DESC, id DESC);
+
+ALTER TABLE pipeline_runs ADD COLUMN backfill_id INTEGER GENERATED ALWAYS AS (json_extract(doc, '$.backfill_id')) VIRTUAL;
+CREATE INDEX runs_by_backfill ON pipeline_runs (space, backfill_id, execution_date DESC, id DESC) WHERE backfill_id IS NOT NULL;
+CREATE INDEX runs_by_backfill_status ON pipeline_runs (backfill_id, status) WHERE backfill_id IS NOT NULL;
+`,
 }
 
 // completedMillis is the SQL expression of a completed run's duration in milliseconds (0 for

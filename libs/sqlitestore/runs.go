@@ -69,6 +69,7 @@ func runFilter(f store.RunFilter) *where {
 	w.add("pipeline_schedule_id = ?", f.ScheduleID, f.ScheduleID != 0)
 	w.add("pipeline_uuid = ?", f.PipelineUUID, f.PipelineUUID != "")
 	w.add("status = ?", string(f.Status), f.Status != "")
+	w.add("backfill_id = ?", f.BackfillID, f.BackfillID != 0)
 	return &w
 }
 
@@ -76,7 +77,7 @@ func runFilter(f store.RunFilter) *where {
 func (s *Store) ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) ([]run.PipelineRun, int64, error) {
 	w := runFilter(f)
 	var total int64
-	if err := s.r.QueryRowContext(ctx, `SELECT coalesce(sum(n), 0) FROM run_counts`+w.String(), w.args...).Scan(&total); err != nil {
+	if err := s.r.QueryRowContext(ctx, countRunsQuery(f, w), w.args...).Scan(&total); err != nil {
 		return nil, 0, mapErr(err, "count runs")
 	}
 	runs, err := listDocs[run.PipelineRun](ctx, s.r, "list runs", listRunsQuery(w, pg), w.args...)

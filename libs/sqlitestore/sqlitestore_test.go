@@ -48,6 +48,8 @@ func TestListQueriesUseIndexes(t *testing.T) {
 		"runs of a pipeline by status": {Space: "s", PipelineUUID: "p", Status: run.StatusFailed},
 		"runs of a space":              {Space: "s"},
 		"schedule runs by status":      {Space: "s", ScheduleID: 7, Status: run.StatusFailed},
+		"runs of a backfill":           {Space: "s", BackfillID: 3},
+		"backfill runs by status":      {Space: "s", BackfillID: 3, Status: run.StatusRunning},
 	} {
 		w := runFilter(f)
 		queries[name] = struct {
@@ -57,7 +59,7 @@ func TestListQueriesUseIndexes(t *testing.T) {
 		queries[name+" (count)"] = struct {
 			q    string
 			args []any
-		}{`SELECT coalesce(sum(n), 0) FROM run_counts` + w.String(), w.args}
+		}{countRunsQuery(f, w), w.args}
 	}
 	add := func(name, q string, args ...any) {
 		queries[name] = struct {
@@ -73,6 +75,15 @@ func TestListQueriesUseIndexes(t *testing.T) {
 	add("block runs of a space", `SELECT doc FROM block_runs WHERE space = ? ORDER BY id DESC LIMIT 20`, "s")
 	add("block runs of runs", `SELECT doc FROM block_runs WHERE pipeline_run_id IN (?, ?) ORDER BY pipeline_run_id, id`, 1, 2)
 	add("run by command", `SELECT doc FROM pipeline_runs WHERE command_id = ?`, "c")
+	for name, f := range map[string]store.BackfillFilter{
+		"backfills of a pipeline": {Space: "s", PipelineUUID: "p"},
+		"backfills of a space":    {Space: "s"},
+	} {
+		w := backfillFilter(f)
+		add(name, listBackfillsQuery(w, pg), w.args...)
+		add(name+" (count)", `SELECT count(*) FROM backfills`+w.String(), w.args...)
+	}
+	add("run counts of a backfill", backfillRunCountsQuery, 3)
 	// The time-schedule leader's reads, across all spaces.
 	for name, f := range map[string]store.ScheduleFilter{
 		"active time schedules":      {Type: schedule.TypeTime, Status: schedule.StatusActive},
@@ -105,7 +116,7 @@ func TestListQueriesUseIndexes(t *testing.T) {
 		}
 		rows.Close()
 		joined := strings.Join(plan, "; ")
-		for _, bad := range []string{"SCAN pipeline_runs", "SCAN block_runs", "SCAN pipelines", "SCAN pipeline_schedules", "USE TEMP B-TREE"} {
+		for _, bad := range []string{"SCAN pipeline_runs", "SCAN block_runs", "SCAN pipelines", "SCAN pipeline_schedules", "SCAN backfills", "USE TEMP B-TREE"} {
 			if strings.Contains(joined, bad) {
 				t.Errorf("%s is not answered by an index: %s", name, joined)
 			}

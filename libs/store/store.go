@@ -32,6 +32,8 @@ type RunFilter struct {
 	ScheduleID   int64
 	PipelineUUID string
 	Status       run.Status
+	// BackfillID selects the runs of one backfill.
+	BackfillID int64
 }
 
 // BlockRunFilter selects block runs. Zero fields do not filter.

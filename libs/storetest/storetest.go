@@ -59,6 +59,8 @@ type Store interface {
 
 	SaveOutcome(ctx context.Context, o store.CommandOutcome) error
 	GetOutcome(ctx context.Context, id string) (*store.CommandOutcome, error)
+
+	BackfillStore
 }
 
 // Run runs the suite. newStore returns an empty store private to the calling test.
@@ -77,6 +79,7 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Gates", testGates},
 		{"Scheduling", testScheduling},
 		{"APIKeysAndOutcomes", testAPIKeysAndOutcomes},
+		{"Backfills", testBackfills},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -43,12 +43,14 @@ type Store interface {
 	DeleteGate(ctx context.Context, key string) error
 	SaveOutcome(ctx context.Context, o store.CommandOutcome) error
 	GetOutcome(ctx context.Context, id string) (*store.CommandOutcome, error)
+	BackfillStore
 }
 
 // Bus is what the executor needs from JetStream.
 type Bus interface {
 	Consume(ctx context.Context, cfg natsbus.ConsumerConfig, h natsbus.Handler) (*natsbus.Consumer, error)
 	PublishWork(ctx context.Context, subject, msgID string, v any) error
+	PublishCommand(ctx context.Context, env command.Envelope) (duplicate bool, err error)
 	PublishEvent(ctx context.Context, subject string, ev event.Event) error
 	Reply(r command.Reply) error
 	Broadcast(subject string, data []byte) error
@@ -115,7 +117,7 @@ func (e *Executor) Start(ctx context.Context) error {
 	cmds, err := e.bus.Consume(ctx, natsbus.ConsumerConfig{
 		Stream:  natsbus.StreamCommands,
 		Durable: natsbus.DurableExecutorCommands,
-		Filters: []string{natsbus.SubjectRunCommands},
+		Filters: []string{natsbus.SubjectRunCommands, natsbus.SubjectBackfillCmds},
 		Workers: 16,
 		AckWait: 30 * time.Second,
 	}, e.handleCommand)

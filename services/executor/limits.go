@@ -87,8 +87,10 @@ func (e *Executor) skip(ctx context.Context, r *run.PipelineRun, reason string) 
 }
 
 // finished is what follows a run reaching a terminal status, whoever ended it: its slot is
-// freed and handed to the oldest waiting runs, and an @once schedule retires.
+// freed and handed to the oldest waiting runs, an @once schedule retires, and a backfill whose
+// last run this was ends.
 func (e *Executor) finished(ctx context.Context, r *run.PipelineRun) {
+	e.backfillRunFinished(ctx, r)
 	if r.RunType == run.TypeScheduled {
 		e.retireOnce(ctx, r.PipelineScheduleID)
 	}

@@ -33,6 +33,8 @@ func (e *Executor) handleCommand(ctx context.Context, d natsbus.Delivery) error 
 		return e.cancelRun(ctx, env)
 	case command.TypeRetryRun:
 		return e.retryRun(ctx, env)
+	case command.TypeStartBackfill, command.TypeCancelBackfill:
+		return e.handleBackfillCommand(ctx, env)
 	default:
 		e.fail(ctx, env, http.StatusBadRequest, fmt.Sprintf("unknown command type %q", env.Type))
 		return natsbus.Permanent(fmt.Errorf("executor: unknown command type %q", env.Type))
@@ -132,6 +134,7 @@ func (e *Executor) trigger(ctx context.Context, env command.Envelope) error {
 // hands its ready blocks to workers. Every step is idempotent, so it is also the path of a
 // redelivered command.
 func (e *Executor) resume(ctx context.Context, env command.Envelope, r *run.PipelineRun) error {
+	defer e.backfillRunResumed(ctx, r)
 	brs, err := e.ensureBlockRuns(ctx, r)
 	if err != nil {
 		return err

@@ -54,6 +54,8 @@ type Store interface {
 	CountAPIKeys(ctx context.Context) (int64, error)
 
 	GetOutcome(ctx context.Context, id string) (*store.CommandOutcome, error)
+
+	BackfillStore
 }
 
 // Bus is what the gateway needs from JetStream.
@@ -177,6 +179,11 @@ func (g *Gateway) routes() {
 	api.Get("/block_runs/:id/logs", g.blockRunLogs)
 	api.Get("/pipelines/:uuid/logs", g.pipelineLogs)
 	api.Get("/commands/:id", g.getCommand)
+	api.Post("/pipelines/:uuid/backfills", g.createBackfill)
+	api.Get("/backfills", g.listBackfills)
+	api.Get("/backfills/:id", g.getBackfill)
+	api.Put("/backfills/:id", g.updateBackfill)
+	api.Delete("/backfills/:id", g.deleteBackfill)
 	a.Use(func(c *fiber.Ctx) error {
 		return errNotFound("no route %s %s", c.Method(), c.Path())
 	})

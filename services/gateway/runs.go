@@ -84,6 +84,9 @@ func (g *Gateway) listRuns(c *fiber.Ctx) error {
 	if f.ScheduleID, err = intQuery(c, "pipeline_schedule_id"); err != nil {
 		return err
 	}
+	if f.BackfillID, err = intQuery(c, "backfill_id"); err != nil {
+		return err
+	}
 	return g.listRunsWith(c, f)
 }
 

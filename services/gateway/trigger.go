@@ -242,6 +242,11 @@ func (g *Gateway) getCommand(c *fiber.Ctx) error {
 	out := fiber.Map{"id": id, "status": "pending"}
 	if reply != nil {
 		out["status"] = reply.Status
+		if reply.Status == command.ReplySucceeded && len(reply.Result) == 0 {
+			// A command that made no run (backfill.start, backfill.cancel): its effect is on
+			// the resource it names.
+			return c.JSON(fiber.Map{"command": out})
+		}
 		if reply.Status == command.ReplySucceeded {
 			var res command.RunResult
 			if err := json.Unmarshal(reply.Result, &res); err != nil {

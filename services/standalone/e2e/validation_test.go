@@ -402,7 +402,7 @@ func testScheduleValidation(t *testing.T, e *env) {
 		{name: "bad schedule_type", body: with(map[string]any{"schedule_type": "cron"}), status: 400, field: "pipeline_schedule.schedule_type"},
 		{name: "bad status", body: with(map[string]any{"status": "paused"}), status: 400, field: "pipeline_schedule.status"},
 		{name: "bad interval", body: with(map[string]any{"schedule_type": "time", "schedule_interval": "every day"}), status: 400, field: "pipeline_schedule.schedule_interval"},
-		{name: "six-field cron", body: with(map[string]any{"schedule_type": "time", "schedule_interval": "0 0 0 * * *"}), status: 400, field: "pipeline_schedule.schedule_interval"},
+		{name: "seven-field cron", body: with(map[string]any{"schedule_type": "time", "schedule_interval": "0 0 0 * * * *"}), status: 400, field: "pipeline_schedule.schedule_interval"},
 		{name: "unknown preset", body: with(map[string]any{"schedule_type": "time", "schedule_interval": "@fortnightly"}), status: 400, field: "pipeline_schedule.schedule_interval"},
 		{name: "time without interval", body: with(map[string]any{"schedule_type": "time"}), status: 400, field: "pipeline_schedule.schedule_interval"},
 		{name: "negative sla", body: with(map[string]any{"sla": -5}), status: 400, field: "pipeline_schedule.sla"},

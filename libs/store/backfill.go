@@ -1,0 +1,7 @@
+package store
+
+// BackfillFilter selects backfills. Zero fields do not filter.
+type BackfillFilter struct {
+	Space        string
+	PipelineUUID string
+}
