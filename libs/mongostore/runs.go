@@ -89,8 +89,12 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) 
 	if f.BackfillID != 0 {
 		filter["backfill_id"] = f.BackfillID
 	}
+	dir := -1
+	if f.OldestFirst {
+		dir = 1
+	}
 	return findPage[run.PipelineRun](ctx, s.db.Collection(colRuns), filter,
-		bson.D{{Key: "execution_date", Value: -1}, {Key: "_id", Value: -1}}, pg, "runs")
+		bson.D{{Key: "execution_date", Value: dir}, {Key: "_id", Value: dir}}, pg, "runs")
 }
 
 // UpdateRun applies fn to the stored run and writes the result if fn returns nil.

@@ -80,12 +80,16 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) 
 	if err := s.r.QueryRowContext(ctx, countRunsQuery(f, w), w.args...).Scan(&total); err != nil {
 		return nil, 0, mapErr(err, "count runs")
 	}
-	runs, err := listDocs[run.PipelineRun](ctx, s.r, "list runs", listRunsQuery(w, pg), w.args...)
+	runs, err := listDocs[run.PipelineRun](ctx, s.r, "list runs", listRunsQuery(w, pg, f.OldestFirst), w.args...)
 	return runs, total, err
 }
 
-func listRunsQuery(w *where, pg store.Page) string {
-	return `SELECT doc FROM pipeline_runs` + w.String() + ` ORDER BY execution_date DESC, id DESC` + limitClause(pg)
+func listRunsQuery(w *where, pg store.Page, oldestFirst bool) string {
+	order := ` ORDER BY execution_date DESC, id DESC`
+	if oldestFirst {
+		order = ` ORDER BY execution_date, id`
+	}
+	return `SELECT doc FROM pipeline_runs` + w.String() + order + limitClause(pg)
 }
 
 // UpdateRun applies fn to the stored run and writes the result if fn returns nil.

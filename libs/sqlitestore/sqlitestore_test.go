@@ -55,7 +55,11 @@ func TestListQueriesUseIndexes(t *testing.T) {
 		queries[name] = struct {
 			q    string
 			args []any
-		}{listRunsQuery(w, pg), w.args}
+		}{listRunsQuery(w, pg, false), w.args}
+		queries[name+" (oldest first)"] = struct {
+			q    string
+			args []any
+		}{listRunsQuery(w, pg, true), w.args}
 		queries[name+" (count)"] = struct {
 			q    string
 			args []any

@@ -34,6 +34,8 @@ type RunFilter struct {
 	Status       run.Status
 	// BackfillID selects the runs of one backfill.
 	BackfillID int64
+	// OldestFirst lists in execution-date order instead of the newest first.
+	OldestFirst bool
 }
 
 // BlockRunFilter selects block runs. Zero fields do not filter.

@@ -284,6 +284,11 @@ func testRuns(t *testing.T, s Store) {
 	if total != 2 || runs[0].ID != 4 || runs[1].ID != 2 {
 		t.Fatalf("by status = %d %v", total, ids(runs))
 	}
+	runs, _, err = s.ListRuns(c, store.RunFilter{Space: "s1", PipelineUUID: "p1", OldestFirst: true}, store.Page{Limit: 2})
+	must(t, err)
+	if len(runs) != 2 || runs[0].ID != 1 || runs[1].ID != 2 {
+		t.Fatalf("oldest first = %v", ids(runs))
+	}
 }
 
 func ids(runs []run.PipelineRun) []int64 {

@@ -3,7 +3,6 @@ package executor
 import (
 	"context"
 	"errors"
-	"slices"
 
 	"github.com/rs/zerolog"
 
@@ -106,12 +105,11 @@ func (e *Executor) finished(ctx context.Context, r *run.PipelineRun) {
 		zerolog.Ctx(ctx).Warn().Err(err).Int64(logging.KeyRunID, r.ID).Msg("run slot not released; the reconciler frees it")
 		return
 	}
-	waiting, _, err := e.store.ListRuns(ctx, store.RunFilter{Space: r.Space, PipelineUUID: r.PipelineUUID, Status: run.StatusInitial}, store.Page{Limit: waitingScan})
+	waiting, _, err := e.store.ListRuns(ctx, store.RunFilter{Space: r.Space, PipelineUUID: r.PipelineUUID, Status: run.StatusInitial, OldestFirst: true}, store.Page{Limit: waitingScan})
 	if err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("waiting runs not listed; the reconciler starts them")
 		return
 	}
-	slices.Reverse(waiting) // oldest execution date first
 	for i := range waiting {
 		if err := e.admit(ctx, &waiting[i]); err != nil {
 			zerolog.Ctx(ctx).Warn().Err(err).Int64(logging.KeyRunID, waiting[i].ID).Msg("waiting run not started")
