@@ -15,7 +15,6 @@ import (
 	"github.com/runyard/runyard/libs/backfill"
 	"github.com/runyard/runyard/libs/command"
 	"github.com/runyard/runyard/libs/logging"
-	"github.com/runyard/runyard/libs/natsbus"
 	"github.com/runyard/runyard/libs/run"
 	"github.com/runyard/runyard/libs/schedule"
 	"github.com/runyard/runyard/libs/store"
@@ -74,9 +73,8 @@ func (e *Executor) handleBackfillCommand(ctx context.Context, env command.Envelo
 // loadCommandBackfill decodes a backfill command's payload and loads the backfill it names,
 // answering the command itself when the backfill does not exist in the command's space.
 func (e *Executor) loadCommandBackfill(ctx context.Context, env command.Envelope, payload any, id func() int64) (*backfill.Backfill, error) {
-	if err := json.Unmarshal(env.Payload, payload); err != nil {
-		e.fail(ctx, env, http.StatusBadRequest, "undecodable payload")
-		return nil, natsbus.Permanent(fmt.Errorf("executor: decode %s %s: %w", env.Type, env.ID, err))
+	if err := e.decodePayload(ctx, env, payload); err != nil {
+		return nil, err
 	}
 	b, err := e.store.GetBackfill(ctx, id())
 	if errors.Is(err, store.ErrNotFound) || (err == nil && b.Space != env.Space) {

@@ -17,12 +17,21 @@ import (
 	"github.com/runyard/runyard/libs/store"
 )
 
+// decodePayload decodes a command's payload; an undecodable one is answered, recorded and
+// terminated, since no redelivery can fix it.
+func (e *Executor) decodePayload(ctx context.Context, env command.Envelope, payload any) error {
+	if err := json.Unmarshal(env.Payload, payload); err != nil {
+		e.fail(ctx, env, http.StatusBadRequest, "undecodable payload")
+		return natsbus.Permanent(fmt.Errorf("executor: decode %s %s: %w", env.Type, env.ID, err))
+	}
+	return nil
+}
+
 // loadCommandRun decodes a command's payload and loads the run it names, answering the
 // command itself when the run does not exist in the command's space.
 func (e *Executor) loadCommandRun(ctx context.Context, env command.Envelope, payload any, runID func() int64) (*run.PipelineRun, error) {
-	if err := json.Unmarshal(env.Payload, payload); err != nil {
-		e.fail(ctx, env, http.StatusBadRequest, "undecodable payload")
-		return nil, natsbus.Permanent(fmt.Errorf("executor: decode %s %s: %w", env.Type, env.ID, err))
+	if err := e.decodePayload(ctx, env, payload); err != nil {
+		return nil, err
 	}
 	// A redelivered command that already took effect only answers again.
 	if o, err := e.store.GetOutcome(ctx, env.ID); err == nil {

@@ -45,9 +45,8 @@ func (e *Executor) handleCommand(ctx context.Context, d natsbus.Delivery) error 
 // first delivery made (unique command id) and only completes what that delivery left undone.
 func (e *Executor) trigger(ctx context.Context, env command.Envelope) error {
 	var p command.TriggerRun
-	if err := json.Unmarshal(env.Payload, &p); err != nil {
-		e.fail(ctx, env, http.StatusBadRequest, "undecodable trigger payload")
-		return natsbus.Permanent(fmt.Errorf("executor: decode trigger %s: %w", env.ID, err))
+	if err := e.decodePayload(ctx, env, &p); err != nil {
+		return err
 	}
 	r, err := e.store.GetRunByCommand(ctx, env.ID)
 	switch {
