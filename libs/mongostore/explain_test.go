@@ -53,6 +53,13 @@ func TestListQueriesUseIndexes(t *testing.T) {
 		{colRuns, bson.M{"backfill_id": 3, "status": "running"}, nil},
 		{colBackfills, bson.M{"space": "s", "pipeline_uuid": "p"}, bson.D{{Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}},
 		{colBackfills, bson.M{"space": "s"}, bson.D{{Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}},
+		{colSpaces, bson.M{}, bson.D{{Key: "_id", Value: 1}}},
+		{colMemberships, bson.M{"space": "s"}, bson.D{{Key: "user_id", Value: 1}}},
+		{colMemberships, bson.M{"user_id": "u"}, bson.D{{Key: "space", Value: 1}}},
+		{colAPIKeys, bson.M{"user_id": "u"}, bson.D{{Key: "created_at", Value: 1}, {Key: "id", Value: 1}}},
+		{colAPIKeys, bson.M{"user_id": "u", "id": "k"}, nil},
+		{colTeams, bson.M{"space": "s"}, bson.D{{Key: "name", Value: 1}}},
+		{colWatches, bson.M{"space": "s", "user_id": "u"}, bson.D{{Key: "pipeline_uuid", Value: 1}}},
 	}
 	for _, q := range queries {
 		find := bson.D{{Key: "find", Value: q.col}, {Key: "filter", Value: q.filter}, {Key: "limit", Value: 20}}

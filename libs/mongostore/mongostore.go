@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"strings"
 	"sync"
 	"time"
 
@@ -64,6 +65,10 @@ func Open(ctx context.Context, uri, db string) (*Store, error) {
 	}
 	if ferret {
 		s.locks = &stripedLocks{}
+	}
+	if err := s.adoptLegacyAPIKeys(ctx); err != nil {
+		_ = client.Disconnect(context.WithoutCancel(ctx))
+		return nil, err
 	}
 	if err := s.ensureIndexes(ctx); err != nil {
 		_ = client.Disconnect(context.WithoutCancel(ctx))
@@ -144,6 +149,15 @@ var indexes = []index{
 	{colBackfills, bson.D{{Key: "space", Value: 1}, {Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}, false},
 	{colRuns, bson.D{{Key: "space", Value: 1}, {Key: "backfill_id", Value: 1}, {Key: "execution_date", Value: -1}, {Key: "_id", Value: -1}}, false},
 	{colRuns, bson.D{{Key: "backfill_id", Value: 1}, {Key: "status", Value: 1}}, false},
+	// Tenancy and access: usernames are unique; the member lists of a space and of a user; a
+	// user's API keys oldest first; team names unique in a space, listed by name; the
+	// pipelines a user watches in a space.
+	{colUsers, bson.D{{Key: "username", Value: 1}}, true},
+	{colMemberships, bson.D{{Key: "space", Value: 1}, {Key: "user_id", Value: 1}}, false},
+	{colMemberships, bson.D{{Key: "user_id", Value: 1}, {Key: "space", Value: 1}}, false},
+	{colAPIKeys, bson.D{{Key: "user_id", Value: 1}, {Key: "created_at", Value: 1}, {Key: "id", Value: 1}}, false},
+	{colTeams, bson.D{{Key: "space", Value: 1}, {Key: "name", Value: 1}}, true},
+	{colWatches, bson.D{{Key: "space", Value: 1}, {Key: "user_id", Value: 1}, {Key: "pipeline_uuid", Value: 1}}, false},
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {
@@ -183,7 +197,7 @@ func mapErr(err error, what string) error {
 		return nil
 	case errors.Is(err, mongo.ErrNoDocuments):
 		return fmt.Errorf("mongostore: %s: %w", what, store.ErrNotFound)
-	case mongo.IsDuplicateKeyError(err):
+	case mongo.IsDuplicateKeyError(err), isFerretUniqueViolation(err):
 		return fmt.Errorf("mongostore: %s: %w", what, store.ErrDuplicate)
 	}
 	return fmt.Errorf("mongostore: %s: %w", what, err)
@@ -238,6 +252,14 @@ func findAll[T any](ctx context.Context, c *mongo.Collection, filter bson.M, opt
 		return nil, mapErr(err, "read "+what)
 	}
 	return items, nil
+}
+
+// isFerretUniqueViolation recognizes a unique index violated by an update on FerretDB 1.x,
+// which reports it as an internal error carrying its SQLite backend's message rather than
+// MongoDB's duplicate key error (inserts get the proper code).
+func isFerretUniqueViolation(err error) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && strings.Contains(err.Error(), "UNIQUE constraint failed")
 }
 
 func isDuplicate(err error) bool { return errors.Is(err, store.ErrDuplicate) }

@@ -236,6 +236,72 @@ ALTER TABLE pipeline_runs ADD COLUMN backfill_id INTEGER GENERATED ALWAYS AS (js
 CREATE INDEX runs_by_backfill ON pipeline_runs (space, backfill_id, execution_date DESC, id DESC) WHERE backfill_id IS NOT NULL;
 CREATE INDEX runs_by_backfill_status ON pipeline_runs (backfill_id, status) WHERE backfill_id IS NOT NULL;
 `,
+	// 7: tenancy and access. Spaces, users and teams keep their record in doc like the other
+	// tables; memberships and watches are pure relations, so their columns are the record.
+	// api_keys is rebuilt with the columns a user's key list needs (its keys oldest first,
+	// revocation by public id); keys stored before keys had users were all admin keys, so they
+	// go to the bootstrap admin user (access.BootstrapAdminID, written out: a migration never
+	// changes), with a public id derived from their hash (stable, and saying nothing about the
+	// key: the hash is of 256 random bits). Their documents were written with Go's field names
+	// and are rewritten with the JSON names.
+	`
+CREATE TABLE spaces (
+	slug TEXT PRIMARY KEY,
+	doc  BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE users (
+	id       TEXT PRIMARY KEY,
+	username TEXT NOT NULL UNIQUE,
+	doc      BLOB NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE memberships (
+	space      TEXT NOT NULL,
+	user_id    TEXT NOT NULL,
+	role       TEXT NOT NULL,
+	created_at INTEGER NOT NULL, -- unix milliseconds
+	updated_at INTEGER NOT NULL,
+	PRIMARY KEY (space, user_id)
+) WITHOUT ROWID;
+CREATE INDEX memberships_by_user ON memberships (user_id, space);
+
+CREATE TABLE teams (
+	id      TEXT PRIMARY KEY,
+	space   TEXT NOT NULL,
+	name    TEXT NOT NULL,
+	version INTEGER NOT NULL,
+	doc     BLOB NOT NULL,
+	UNIQUE (space, name)
+) WITHOUT ROWID;
+
+CREATE TABLE watches (
+	space         TEXT NOT NULL,
+	user_id       TEXT NOT NULL,
+	pipeline_uuid TEXT NOT NULL,
+	created_at    INTEGER NOT NULL,
+	PRIMARY KEY (space, user_id, pipeline_uuid)
+) WITHOUT ROWID;
+
+CREATE TABLE api_keys_v7 (
+	hash       TEXT PRIMARY KEY,
+	id         TEXT UNIQUE,
+	user_id    TEXT NOT NULL,
+	created_at INTEGER NOT NULL, -- unix milliseconds
+	doc        BLOB NOT NULL
+) WITHOUT ROWID;
+INSERT INTO api_keys_v7 (hash, id, user_id, created_at, doc)
+	SELECT hash, 'key_' || substr(hash, 1, 16), 'usr_admin',
+		coalesce(CAST(round((julianday(json_extract(doc, '$.CreatedAt')) - 2440587.5) * 86400000.0) AS INTEGER), 0),
+		json_object('hash', hash, 'id', 'key_' || substr(hash, 1, 16), 'user_id', 'usr_admin',
+			'name', coalesce(json_extract(doc, '$.Name'), ''), 'principal', coalesce(json_extract(doc, '$.Principal'), ''),
+			'admin', json(CASE WHEN json_extract(doc, '$.Admin') THEN 'true' ELSE 'false' END),
+			'created_at', coalesce(json_extract(doc, '$.CreatedAt'), '0001-01-01T00:00:00Z'))
+	FROM api_keys;
+DROP TABLE api_keys;
+ALTER TABLE api_keys_v7 RENAME TO api_keys;
+CREATE INDEX api_keys_by_user ON api_keys (user_id, created_at, id);
+`,
 }
 
 // completedMillis is the SQL expression of a completed run's duration in milliseconds (0 for

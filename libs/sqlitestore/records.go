@@ -159,7 +159,9 @@ func (s *Store) PutAPIKey(ctx context.Context, k store.APIKey) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO api_keys (hash, doc) VALUES (?, ?) ON CONFLICT (hash) DO UPDATE SET doc = excluded.doc`, k.Hash, doc)
+	_, err = s.w.ExecContext(ctx, `INSERT INTO api_keys (hash, id, user_id, created_at, doc) VALUES (?, NULLIF(?, ''), ?, ?, ?)
+		ON CONFLICT (hash) DO UPDATE SET id = excluded.id, user_id = excluded.user_id, created_at = excluded.created_at, doc = excluded.doc`,
+		k.Hash, k.ID, k.UserID, k.CreatedAt.UnixMilli(), doc)
 	return mapErr(err, "put api key "+k.Name)
 }
 

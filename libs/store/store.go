@@ -56,13 +56,23 @@ type ScheduleFilter struct {
 	Status string
 }
 
-// APIKey is a stored API key: only its hash, never its value.
+// APIKey is a stored API key: only its hash, never its value. A key belongs to a user and
+// acts with that user's rights.
 type APIKey struct {
-	Hash      string    `bson:"_id"`
-	Name      string    `bson:"name"`
-	Principal string    `bson:"principal"`
-	Admin     bool      `bson:"admin"`
-	CreatedAt time.Time `bson:"created_at"`
+	Hash string `bson:"_id" json:"hash"`
+	// ID is the key's public id (key_…), by which its owner lists and revokes it.
+	ID string `bson:"id" json:"id"`
+	// UserID is the user the key belongs to.
+	UserID    string `bson:"user_id" json:"user_id"`
+	Name      string `bson:"name" json:"name"`
+	Principal string `bson:"principal" json:"principal"`
+	// Admin marks the keys stored before keys had users, which were all admin keys; a key's
+	// rights are now its user's.
+	Admin     bool      `bson:"admin" json:"admin"`
+	CreatedAt time.Time `bson:"created_at" json:"created_at"`
+	// LastUsedAt is when the key last authenticated a request, to the minute or so: gateways
+	// record it when they read the key from the store, not on every request.
+	LastUsedAt *time.Time `bson:"last_used_at,omitempty" json:"last_used_at,omitempty"`
 }
 
 // CommandOutcome is the stored result of a command that did not produce a resource of its

@@ -61,6 +61,7 @@ type Store interface {
 	GetOutcome(ctx context.Context, id string) (*store.CommandOutcome, error)
 
 	BackfillStore
+	AccessStore
 }
 
 // Run runs the suite. newStore returns an empty store private to the calling test.
@@ -80,6 +81,11 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"Scheduling", testScheduling},
 		{"APIKeysAndOutcomes", testAPIKeysAndOutcomes},
 		{"Backfills", testBackfills},
+		{"SpacesAndUsers", testSpacesAndUsers},
+		{"Memberships", testMemberships},
+		{"UserAPIKeys", testUserAPIKeys},
+		{"Teams", testTeams},
+		{"Watches", testWatches},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

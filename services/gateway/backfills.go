@@ -184,7 +184,8 @@ func decodeBackfill(c *fiber.Ctx) (*backfillFields, error) {
 	return body.Backfill, nil
 }
 
-// loadBackfill resolves a backfill by its global id; it acts in its own space.
+// loadBackfill resolves a backfill by its global id; it acts in its own space, where the
+// caller needs the role the request does.
 func (g *Gateway) loadBackfill(c *fiber.Ctx) (*backfill.Backfill, error) {
 	id, err := intParam(c, "id", "backfill")
 	if err != nil {
@@ -193,8 +194,13 @@ func (g *Gateway) loadBackfill(c *fiber.Ctx) (*backfill.Backfill, error) {
 	b, err := g.store.GetBackfill(c.UserContext(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errNotFound("backfill %d not found", id)
+	} else if err != nil {
+		return nil, err
 	}
-	return b, err
+	if err := g.authorize(c, b.Space, errNotFound("backfill %d not found", id)); err != nil {
+		return nil, err
+	}
+	return b, nil
 }
 
 // createBackfill answers POST /api/pipelines/:uuid/backfills. The backfill is created not

@@ -49,8 +49,11 @@ type errorBody struct {
 }
 
 // handleError is the one place errors become responses; unexpected ones are logged once here
-// and never shown to the client.
+// and never shown to the client. Routes under /api/v1.0 answer in Qarion's shape instead.
 func (g *Gateway) handleError(c *fiber.Ctx, err error) error {
+	if isQarionPath(c.Path()) {
+		return g.handleQarionError(c, err)
+	}
 	var (
 		ae  *apiError
 		ve  validation.Errors

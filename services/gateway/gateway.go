@@ -1,6 +1,8 @@
-// Package gateway is Runyard's HTTP front door: the Mage-compatible REST API. It reads the
+// Package gateway is Runyard's HTTP front door: the Mage-compatible REST API under /api and the
+// Qarion-compatible one under /api/v1.0. It authenticates and authorizes callers, reads the
 // store, validates requests, and turns every action on runs into a command on JetStream; it
-// never executes work or writes runs itself. It is stateless, so gateways scale out freely.
+// never executes work or writes runs itself. It keeps no state but short-lived caches, so
+// gateways scale out freely.
 package gateway
 
 import (
@@ -24,7 +26,8 @@ import (
 )
 
 // Store is what the gateway needs from storage. The gateway writes definitions (pipelines,
-// schedules, API keys) directly; runs are written only by executors.
+// schedules, backfills, API keys, spaces, users, memberships, teams, watches) directly; runs
+// are written only by executors.
 type Store interface {
 	Ping(ctx context.Context) error
 	NextIDs(ctx context.Context, name string, n int64) (int64, error)
@@ -56,6 +59,7 @@ type Store interface {
 	GetOutcome(ctx context.Context, id string) (*store.CommandOutcome, error)
 
 	BackfillStore
+	AccessStore
 }
 
 // Bus is what the gateway needs from JetStream.
@@ -86,6 +90,7 @@ type Gateway struct {
 	log      zerolog.Logger
 	app      *fiber.App
 	keys     *keyCache
+	roles    *roleCache
 	schedIDs *idalloc.Allocator
 	ready    atomic.Bool
 }
@@ -100,7 +105,8 @@ func New(cfg Config, st Store, bus Bus, log zerolog.Logger) *Gateway {
 		store:    st,
 		bus:      bus,
 		log:      log,
-		keys:     newKeyCache(st, 30*time.Second),
+		keys:     newKeyCache(st, keyCacheTTL, log),
+		roles:    newRoleCache(roleCacheTTL),
 		schedIDs: idalloc.New(st, SeqPipelineSchedules, 10),
 	}
 	g.app = fiber.New(fiber.Config{
@@ -157,6 +163,10 @@ func (g *Gateway) routes() {
 	// The trigger routes authenticate with the schedule's token, not an API key.
 	a.Post("/api/pipeline_schedules/:id/pipeline_runs/:token", g.triggerByToken)
 	a.Post("/api/pipeline_schedules/:id/api_trigger", g.triggerByBearer)
+
+	// The Qarion-compatible API comes first: its routes and its catch-all end every request
+	// under /api/v1.0, so the Mage-compatible group's authentication never sees them.
+	g.qarionRoutes(a)
 
 	api := a.Group("/api", g.authenticate)
 	api.Get("/pipelines", g.listPipelines)

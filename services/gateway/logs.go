@@ -50,6 +50,9 @@ func (g *Gateway) blockRunLogs(c *fiber.Ctx) error {
 	} else if err != nil {
 		return err
 	}
+	if err := g.authorize(c, br.Space, errNotFound("block run %d not found", id)); err != nil {
+		return err
+	}
 	return c.JSON(fiber.Map{"logs": []logFile{blockLogFile(br)}})
 }
 

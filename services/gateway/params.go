@@ -15,14 +15,17 @@ const (
 	maxLimit     = 1000
 )
 
-// space is the space a Mage-compatible request works in: ?space= or the default.
+// space is the space a Mage-compatible request works in: ?space= or the default. The caller
+// must see it (else 404, as for a missing space) with the role the request needs (else 403).
 func (g *Gateway) space(c *fiber.Ctx) (string, error) {
 	s := c.Query("space")
 	if s == "" {
-		return g.cfg.DefaultSpace, nil
-	}
-	if !slugPattern.MatchString(s) {
+		s = g.cfg.DefaultSpace
+	} else if !slugPattern.MatchString(s) {
 		return "", validation.New("space", "must be a space slug: lowercase letters, digits and '-', 2-63 characters")
+	}
+	if err := g.authorize(c, s, errNotFound("space %q not found", s)); err != nil {
+		return "", err
 	}
 	return s, nil
 }

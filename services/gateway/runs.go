@@ -90,7 +90,8 @@ func (g *Gateway) listRuns(c *fiber.Ctx) error {
 	return g.listRunsWith(c, f)
 }
 
-// loadRun resolves a run by its global id.
+// loadRun resolves a run by its global id, for a caller with the role the request needs in the
+// run's space.
 func (g *Gateway) loadRun(c *fiber.Ctx) (*run.PipelineRun, error) {
 	id, err := intParam(c, "id", "pipeline run")
 	if err != nil {
@@ -99,8 +100,13 @@ func (g *Gateway) loadRun(c *fiber.Ctx) (*run.PipelineRun, error) {
 	r, err := g.store.GetRun(c.UserContext(), id)
 	if errors.Is(err, store.ErrNotFound) {
 		return nil, errNotFound("pipeline run %d not found", id)
+	} else if err != nil {
+		return nil, err
 	}
-	return r, err
+	if err := g.authorize(c, r.Space, errNotFound("pipeline run %d not found", id)); err != nil {
+		return nil, err
+	}
+	return r, nil
 }
 
 func (g *Gateway) getRun(c *fiber.Ctx) error {

@@ -142,9 +142,22 @@ func (g *Gateway) listPipelineSchedules(c *fiber.Ctx) error {
 	return c.JSON(fiber.Map{"pipeline_schedules": out, "metadata": metadata(pg, len(scs), total)})
 }
 
-// loadSchedule resolves a schedule by its global id. Ids are global, so the schedule's own
-// space is the one the request acts in.
+// loadSchedule resolves a schedule by its global id for the caller. Ids are global, so the
+// schedule's own space is the one the request acts in, and the caller's role there decides.
 func (g *Gateway) loadSchedule(c *fiber.Ctx) (*schedule.Schedule, error) {
+	s, err := g.findSchedule(c)
+	if err != nil {
+		return nil, err
+	}
+	if err := g.authorize(c, s.Space, errNotFound("pipeline schedule %d not found", s.ID)); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// findSchedule resolves a schedule by its global id without authorizing the caller: for the
+// trigger routes, which the schedule's token authorizes.
+func (g *Gateway) findSchedule(c *fiber.Ctx) (*schedule.Schedule, error) {
 	id, err := intParam(c, "id", "pipeline schedule")
 	if err != nil {
 		return nil, err

@@ -35,7 +35,7 @@ func (g *Gateway) triggerByBearer(c *fiber.Ctx) error {
 // trigger answers Mage's API trigger: the schedule's token authorizes it, the body becomes the
 // run's variables (pipeline_run.variables) and event variables (every other top-level key).
 func (g *Gateway) trigger(c *fiber.Ctx, token string) error {
-	sc, err := g.loadSchedule(c)
+	sc, err := g.findSchedule(c)
 	if err != nil {
 		return err
 	}
@@ -232,12 +232,24 @@ func (g *Gateway) accepted(c *fiber.Ctx, env command.Envelope) error {
 }
 
 // getCommand reports a command's state: succeeded with its result, failed with its error, or
-// pending while no executor has answered it.
+// pending while no executor has answered it. A command of a space the caller cannot see is
+// pending, as an unknown one is.
 func (g *Gateway) getCommand(c *fiber.Ctx) error {
 	id := c.Params("id")
 	reply, err := g.commandOutcome(c.UserContext(), id)
 	if err != nil {
 		return err
+	}
+	if reply != nil {
+		space, err := g.commandSpace(c.UserContext(), reply)
+		if err != nil {
+			return err
+		}
+		if err := g.authorize(c, space, errUnseen); errors.Is(err, errUnseen) {
+			reply = nil
+		} else if err != nil {
+			return err
+		}
 	}
 	out := fiber.Map{"id": id, "status": "pending"}
 	if reply != nil {
@@ -262,4 +274,24 @@ func (g *Gateway) getCommand(c *fiber.Ctx) error {
 		}
 	}
 	return c.JSON(fiber.Map{"command": out})
+}
+
+// errUnseen marks a command the caller may not see.
+var errUnseen = errors.New("command of a space the caller cannot see")
+
+// commandSpace returns the space a handled command acted in: its run's, or its recorded
+// outcome's.
+func (g *Gateway) commandSpace(ctx context.Context, reply *command.Reply) (string, error) {
+	if len(reply.Result) > 0 {
+		var res command.RunResult
+		if err := json.Unmarshal(reply.Result, &res); err != nil {
+			return "", fmt.Errorf("gateway: decode result of %s: %w", reply.CommandID, err)
+		}
+		return res.Run.Space, nil
+	}
+	o, err := g.store.GetOutcome(ctx, reply.CommandID)
+	if err != nil {
+		return "", fmt.Errorf("gateway: outcome of %s: %w", reply.CommandID, err)
+	}
+	return o.Space, nil
 }

@@ -117,6 +117,9 @@ func Start(ctx context.Context, mode config.Mode, cfg config.Config, log zerolog
 		if key != "" {
 			fmt.Fprintf(out, "\nRunyard admin API key (shown once; keep it):\n\n    %s\n\n", key)
 		}
+		if err := gw.EnsureDefaultSpace(ctx); err != nil {
+			return nil, err
+		}
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return nil, fmt.Errorf("system: listen on %s: %w", cfg.HTTPAddr, err)
