@@ -39,10 +39,14 @@ fmt:
 
 ## tidy: tidy every module
 tidy:
-	for m in libs services/gateway services/executor services/syncworker services/standalone; do (cd $$m && $(GO) mod tidy) || exit 1; done
+	for m in libs services/gateway services/executor services/syncworker services/standalone services/bench; do (cd $$m && $(GO) mod tidy) || exit 1; done
 
-## bench: Go benchmarks of the hot paths and the end-to-end path (large-store reads on 100,000 runs)
-bench:
+## bench: the load tool on bin/runyard standalone (quick profile; table on stdout, figures in
+## bench-results.json; see docs/performance.md), then the Go benchmarks of the hot paths and the
+## end-to-end path (large-store reads on 100,000 runs)
+bench: build
+	$(GO) build -trimpath -o bin/runyard-bench ./services/bench
+	./bin/runyard-bench --profile quick --out bench-results.json
 	RUNYARD_BENCH_RUNS=$${RUNYARD_BENCH_RUNS:-100000} $(GO) test -run '^$$' -bench . -benchmem -count=1 -timeout 20m $(PKGS)
 
 ## bench-large: the large-store reads on 1,000,000 runs (several minutes to build the store)

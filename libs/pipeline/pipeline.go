@@ -22,6 +22,22 @@ const (
 	KindHTTP    = "http"
 )
 
+// Providers.
+const (
+	ProviderNative  = "native"
+	ProviderAirflow = "airflow"
+)
+
+// Pipeline states.
+const (
+	StateActive   = "active"
+	StatePaused   = "paused"
+	StateInactive = "inactive"
+)
+
+// Criticalities, lowest first.
+var Criticalities = []string{"low", "medium", "high", "critical"}
+
 // Kinds lists the runner kinds a block may use.
 var Kinds = []string{KindNoop, KindSleep, KindCommand, KindHTTP}
 
@@ -44,9 +60,32 @@ type Pipeline struct {
 	// retry_config; its users ask for one).
 	RetryConfig       *RetryConfig       `json:"retry_config,omitempty" bson:"retry_config,omitempty"`
 	ConcurrencyConfig *ConcurrencyConfig `json:"concurrency_config,omitempty" bson:"concurrency_config,omitempty"`
-	CreatedAt         time.Time          `json:"created_at" bson:"created_at"`
-	UpdatedAt         time.Time          `json:"updated_at" bson:"updated_at"`
-	Version           int64              `json:"version" bson:"version"`
+
+	// Provider says where the pipeline is defined and runs: ProviderNative (Runyard's executor)
+	// or ProviderAirflow (mirrored from an Airflow connector). Empty reads as native.
+	Provider string `json:"provider" bson:"provider"`
+	// ConnectorID is the connector that synced a provider pipeline.
+	ConnectorID string `json:"connector_id,omitempty" bson:"connector_id,omitempty"`
+	// ProviderID is the pipeline's id at its provider (Airflow's dag_id).
+	ProviderID string `json:"provider_id,omitempty" bson:"provider_id,omitempty"`
+	// Owners are the provider's owner strings (Airflow's DAG owners); free text for native ones.
+	Owners []string `json:"owners" bson:"owners"`
+	Tags   []string `json:"tags" bson:"tags"`
+	// State is StateActive, StatePaused (Airflow's paused DAG) or StateInactive (gone upstream).
+	State string `json:"state" bson:"state"`
+	// ScheduleDescription is the provider's schedule in its own words (an Airflow timetable
+	// summary or cron); native pipelines have schedules of their own.
+	ScheduleDescription string `json:"schedule_description,omitempty" bson:"schedule_description,omitempty"`
+	// ProviderMetadata is the provider's raw record, kept for display.
+	ProviderMetadata map[string]any `json:"provider_metadata,omitempty" bson:"provider_metadata,omitempty"`
+
+	// Governance fields belong to Runyard: a sync never writes them.
+	TeamID      string `json:"team_id,omitempty" bson:"team_id,omitempty"`
+	Criticality string `json:"criticality,omitempty" bson:"criticality,omitempty"`
+
+	CreatedAt time.Time `json:"created_at" bson:"created_at"`
+	UpdatedAt time.Time `json:"updated_at" bson:"updated_at"`
+	Version   int64     `json:"version" bson:"version"`
 }
 
 // Block is one node of a pipeline's DAG.
@@ -188,6 +227,18 @@ func (p *Pipeline) Normalize() {
 	if p.Variables == nil {
 		p.Variables = map[string]any{}
 	}
+	if p.Provider == "" {
+		p.Provider = ProviderNative
+	}
+	if p.State == "" {
+		p.State = StateActive
+	}
+	if p.Owners == nil {
+		p.Owners = []string{}
+	}
+	if p.Tags == nil {
+		p.Tags = []string{}
+	}
 	for i := range p.Blocks {
 		b := &p.Blocks[i]
 		b.UUID = strings.TrimSpace(b.UUID)
@@ -217,6 +268,11 @@ func (p *Pipeline) Validate(prefix string) error {
 	if len(p.Name) > 255 {
 		errs.Add(prefix+".name", "must be at most 255 characters")
 	}
+	if p.Criticality != "" && !slices.Contains(Criticalities, p.Criticality) {
+		errs.Add(prefix+".criticality", "must be one of %s", strings.Join(Criticalities, ", "))
+	}
+	validateLabels(prefix+".owners", p.Owners, &errs)
+	validateLabels(prefix+".tags", p.Tags, &errs)
 	if len(p.Blocks) > MaxBlocks {
 		errs.Add(prefix+".blocks", "must have at most %d blocks", MaxBlocks)
 		return errs.Err()
@@ -347,6 +403,24 @@ func (p *Pipeline) findCycle() []string {
 		}
 	}
 	return nil
+}
+
+// MaxLabels bounds a pipeline's owners and tags; MaxLabelLen bounds each.
+const (
+	MaxLabels   = 100
+	MaxLabelLen = 255
+)
+
+func validateLabels(f string, labels []string, errs *validation.Errors) {
+	if len(labels) > MaxLabels {
+		errs.Add(f, "must have at most %d entries", MaxLabels)
+		return
+	}
+	for i, l := range labels {
+		if l == "" || len(l) > MaxLabelLen {
+			errs.Add(fmt.Sprintf("%s[%d]", f, i), "must be 1-%d characters", MaxLabelLen)
+		}
+	}
 }
 
 // Block returns the block with the given uuid.

@@ -41,6 +41,13 @@ const (
 	TypeBackfill  = "backfill"
 )
 
+// Airflow's run types, kept as Airflow names them on mirrored runs (manual, scheduled and
+// backfill share the native names).
+const (
+	TypeAssetTriggered   = "asset_triggered"
+	TypeDatasetTriggered = "dataset_triggered"
+)
+
 // ErrNoChange is returned by an update closure that finds nothing to change (the transition it
 // wanted already happened, or is no longer allowed); the store then writes nothing.
 var ErrNoChange = errors.New("run: no change")
@@ -70,9 +77,16 @@ type PipelineRun struct {
 	RuntimeVariables map[string]any `json:"runtime_variables" bson:"runtime_variables"`
 	// LastStartedAt is when the run last started or was retried; its timeout counts from here.
 	LastStartedAt *time.Time `json:"last_started_at" bson:"last_started_at"`
-	CreatedAt     time.Time  `json:"created_at" bson:"created_at"`
-	UpdatedAt     time.Time  `json:"updated_at" bson:"updated_at"`
-	Version       int64      `json:"version" bson:"version"`
+	// Provider is the pipeline's provider (empty for native runs); ConnectorID and
+	// ProviderRunID (Airflow's dag_run_id) identify a mirrored run at its source.
+	Provider      string `json:"provider,omitempty" bson:"provider,omitempty"`
+	ConnectorID   string `json:"connector_id,omitempty" bson:"connector_id,omitempty"`
+	ProviderRunID string `json:"provider_run_id,omitempty" bson:"provider_run_id,omitempty"`
+	// Note is the provider's note on the run (Airflow's dag run note).
+	Note      string    `json:"note,omitempty" bson:"note,omitempty"`
+	CreatedAt time.Time `json:"created_at" bson:"created_at"`
+	UpdatedAt time.Time `json:"updated_at" bson:"updated_at"`
+	Version   int64     `json:"version" bson:"version"`
 }
 
 // Settings are the execution settings a run was created with, from its pipeline and schedule.
@@ -112,7 +126,12 @@ type BlockRun struct {
 	CompletedAt        *time.Time     `json:"completed_at" bson:"completed_at"`
 	Metrics            map[string]any `json:"metrics" bson:"metrics"`
 	Log                string         `json:"-" bson:"log,omitempty"`
-	CreatedAt          time.Time      `json:"created_at" bson:"created_at"`
-	UpdatedAt          time.Time      `json:"updated_at" bson:"updated_at"`
-	Version            int64          `json:"version" bson:"version"`
+	// ProviderTaskID (Airflow's task_id), MapIndex (-1 when not mapped) and TryNumber identify
+	// a mirrored task instance; native block runs leave them empty.
+	ProviderTaskID string    `json:"provider_task_id,omitempty" bson:"provider_task_id,omitempty"`
+	MapIndex       *int      `json:"map_index,omitempty" bson:"map_index,omitempty"`
+	TryNumber      int       `json:"try_number,omitempty" bson:"try_number,omitempty"`
+	CreatedAt      time.Time `json:"created_at" bson:"created_at"`
+	UpdatedAt      time.Time `json:"updated_at" bson:"updated_at"`
+	Version        int64     `json:"version" bson:"version"`
 }
