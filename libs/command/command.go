@@ -35,7 +35,9 @@ type Envelope struct {
 
 // TriggerRun asks an executor to create and start a pipeline run.
 type TriggerRun struct {
-	PipelineUUID   string         `json:"pipeline_uuid"`
+	PipelineUUID string `json:"pipeline_uuid"`
+	// ScheduleID is the schedule the run belongs to; 0 triggers the pipeline itself (the
+	// orchestration API's manual trigger), with the pipeline's settings and variables only.
 	ScheduleID     int64          `json:"pipeline_schedule_id"`
 	Variables      map[string]any `json:"variables"`
 	EventVariables map[string]any `json:"event_variables"`
@@ -44,6 +46,8 @@ type TriggerRun struct {
 	RunType string `json:"run_type"`
 	// BackfillID is set on the runs of a backfill.
 	BackfillID *int64 `json:"backfill_id,omitempty"`
+	// Note is the caller's note on the run.
+	Note string `json:"note,omitempty"`
 }
 
 // CancelRun asks an executor to cancel a run: its unfinished block runs are cancelled and

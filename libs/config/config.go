@@ -4,6 +4,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -28,6 +29,7 @@ const (
 	ModeGateway    Mode = "gateway"
 	ModeExecutor   Mode = "executor"
 	ModeSyncWorker Mode = "syncworker"
+	ModeNotifier   Mode = "notifier"
 )
 
 // Config is the whole configuration of a Runyard process.
@@ -49,6 +51,29 @@ type Config struct {
 	EventMaxAge      time.Duration
 	EventMaxBytes    int64
 	BlockLogMaxBytes int
+
+	// EventHeartbeat and EventClientBuffer tune the gateway's SSE event streams.
+	EventHeartbeat    time.Duration
+	EventClientBuffer int
+
+	// ConnectorAllowPrivate lets outbound calls (webhooks, Airflow connectors) reach loopback
+	// and private networks.
+	ConnectorAllowPrivate bool
+	WebhookRetryHorizon   time.Duration
+	NotifierWorkers       int
+
+	// Sync worker tuning: connectors synced at once, task-instance listings read at once per
+	// sync, requests per second to one Airflow, how often unfinished mirrored runs are
+	// re-read, and the overlap of incremental run listings.
+	SyncWorkers      int
+	SyncFetches      int
+	SyncRateLimit    float64
+	SyncPollInterval time.Duration
+	SyncOverlap      time.Duration
+
+	// SecretKey is the 32-byte key that encrypts connector credentials at rest; nil when
+	// RUNYARD_SECRET_KEY is unset (the standalone binary then keeps one in its data directory).
+	SecretKey []byte
 
 	raw map[string]string // the values read, for logging
 }
@@ -122,11 +147,74 @@ var vars = []Var{
 			c.EventMaxBytes = n
 			return nil
 		}},
+	{Name: "RUNYARD_EVENT_HEARTBEAT", Default: "15s", Description: "how often the gateway sends a heartbeat comment on an idle SSE event stream",
+		set: func(c *Config, v string) (err error) { c.EventHeartbeat, err = positiveDuration(v); return err }},
+	{Name: "RUNYARD_EVENT_CLIENT_BUFFER", Default: "1024", Description: "events that may wait for one SSE client before the gateway cuts it off as too slow (it resumes from the overflow event's id)",
+		set: func(c *Config, v string) (err error) {
+			c.EventClientBuffer, err = positiveInt(v, 16, 1<<20)
+			return err
+		}},
 	{Name: "RUNYARD_BLOCK_LOG_MAX_BYTES", Default: "1048576", Description: "how much of a block run's output is kept, in bytes",
 		set: func(c *Config, v string) (err error) {
 			c.BlockLogMaxBytes, err = positiveInt(v, 1024, 64<<20)
 			return err
 		}},
+	{Name: "RUNYARD_SECRET_KEY", Default: "", Description: "base64 of 32 random bytes (openssl rand -base64 32): the AES-256-GCM key that encrypts connector credentials at rest; every gateway, sync worker and notifier needs the same one; unset in standalone mode means a key generated once in RUNYARD_DATA_DIR/secret.key (mode 0600)", Secret: true,
+		set: func(c *Config, v string) (err error) { c.SecretKey, err = secretKey(v); return err }},
+}
+
+var notifierVars = []Var{
+	{Name: "RUNYARD_CONNECTOR_ALLOW_PRIVATE", Default: "false", Description: "let outbound calls to user-supplied URLs (webhooks, Airflow connectors) reach loopback and private networks; link-local and cloud metadata addresses stay refused",
+		set: func(c *Config, v string) (err error) { c.ConnectorAllowPrivate, err = parseBool(v); return err }},
+	{Name: "RUNYARD_WEBHOOK_RETRY_HORIZON", Default: "24h", Description: "how long a webhook delivery is retried (backoff from 1s doubling to 5m) before it is marked failed",
+		set: func(c *Config, v string) (err error) { c.WebhookRetryHorizon, err = positiveDuration(v); return err }},
+	{Name: "RUNYARD_NOTIFIER_WORKERS", Default: "16", Description: "webhook requests one notifier process sends at once",
+		set: func(c *Config, v string) (err error) { c.NotifierWorkers, err = positiveInt(v, 1, 1024); return err }},
+}
+
+func init() { vars = append(vars, notifierVars...) }
+
+var syncVars = []Var{
+	{Name: "RUNYARD_SYNC_WORKERS", Default: "4", Description: "connectors one sync worker process syncs at once",
+		set: func(c *Config, v string) (err error) { c.SyncWorkers, err = positiveInt(v, 1, 256); return err }},
+	{Name: "RUNYARD_SYNC_FETCHES", Default: "4", Description: "task-instance listings one connector sync reads from Airflow at once",
+		set: func(c *Config, v string) (err error) { c.SyncFetches, err = positiveInt(v, 1, 64); return err }},
+	{Name: "RUNYARD_SYNC_RATE_LIMIT", Default: "10", Description: "most requests per second a sync worker sends to one Airflow (retries and token requests included)",
+		set: func(c *Config, v string) error {
+			n, err := strconv.ParseFloat(v, 64)
+			if err != nil || n < 0.1 || n > 100000 {
+				return errors.New("must be a number of requests per second from 0.1 to 100000")
+			}
+			c.SyncRateLimit = n
+			return nil
+		}},
+	{Name: "RUNYARD_SYNC_POLL_INTERVAL", Default: "5s", Description: "how often the unfinished runs mirrored from Airflow are re-read between syncs, so their status changes reach the event stream",
+		set: func(c *Config, v string) (err error) { c.SyncPollInterval, err = positiveDuration(v); return err }},
+	{Name: "RUNYARD_SYNC_OVERLAP", Default: "2m", Description: "how far before the previous sync's start an incremental sync asks Airflow for updated runs (clock skew and paging margin)",
+		set: func(c *Config, v string) (err error) { c.SyncOverlap, err = positiveDuration(v); return err }},
+}
+
+func init() { vars = append(vars, syncVars...) }
+
+// secretKey decodes a base64 (standard or URL alphabet, padded or not) 32-byte key. The
+// error never quotes the value.
+func secretKey(v string) ([]byte, error) {
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if k, err := enc.DecodeString(v); err == nil && len(k) == 32 {
+			return k, nil
+		}
+	}
+	return nil, errors.New("must be 32 bytes, base64-encoded (openssl rand -base64 32)")
+}
+
+func parseBool(v string) (bool, error) {
+	switch strings.ToLower(v) {
+	case "1", "true", "yes", "on":
+		return true, nil
+	case "0", "false", "no", "off":
+		return false, nil
+	}
+	return false, errors.New("must be true or false")
 }
 
 // Load reads the configuration through lookup (os.LookupEnv in production) and validates it

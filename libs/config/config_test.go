@@ -2,6 +2,7 @@ package config_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"slices"
 	"strings"
@@ -380,5 +381,28 @@ func TestMongoURIWithReplicaSetHosts(t *testing.T) {
 	c.Log(zerolog.New(&buf))
 	if strings.Contains(buf.String(), "p%40ss") || !strings.Contains(buf.String(), "mongodb://redacted@a:27017,b:27017,c/?replicaSet=rs0") {
 		t.Fatalf("logged %s", buf.String())
+	}
+}
+
+func TestSecretKey(t *testing.T) {
+	t.Parallel()
+	key := strings.Repeat("k", 32)
+	for val, ok := range map[string]bool{
+		base64.StdEncoding.EncodeToString([]byte(key)):      true,
+		base64.RawURLEncoding.EncodeToString([]byte(key)):   true,
+		base64.StdEncoding.EncodeToString([]byte(key[:16])): false,
+		"not-base64-at-all!!":                               false,
+	} {
+		env := map[string]string{"RUNYARD_SECRET_KEY": val}
+		c, err := config.Load(config.ModeStandalone, func(k string) (string, bool) { v, ok := env[k]; return v, ok })
+		if ok != (err == nil) {
+			t.Errorf("RUNYARD_SECRET_KEY=%q: %v", val, err)
+		}
+		if ok && string(c.SecretKey) != key {
+			t.Errorf("RUNYARD_SECRET_KEY=%q decoded to %q", val, c.SecretKey)
+		}
+		if err != nil && strings.Contains(err.Error(), val) {
+			t.Errorf("the error shows the key: %v", err)
+		}
 	}
 }

@@ -158,10 +158,23 @@ var indexes = []index{
 	{colAPIKeys, bson.D{{Key: "user_id", Value: 1}, {Key: "created_at", Value: 1}, {Key: "id", Value: 1}}, false},
 	{colTeams, bson.D{{Key: "space", Value: 1}, {Key: "name", Value: 1}}, true},
 	{colWatches, bson.D{{Key: "space", Value: 1}, {Key: "user_id", Value: 1}, {Key: "pipeline_uuid", Value: 1}}, false},
+	// Webhooks: a space's webhooks oldest first (and its active ones), a webhook's deliveries
+	// newest first, and the unfinished deliveries by when they are due (a finished one has a
+	// null next_attempt_at, which the due query's range never matches).
+	{colWebhooks, bson.D{{Key: "space", Value: 1}, {Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}, false},
+	{colDeliveries, bson.D{{Key: "subscription_id", Value: 1}, {Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}, false},
+	{colDeliveries, bson.D{{Key: "next_attempt_at", Value: 1}}, false},
+	// The comments on one run or task run, oldest first.
+	{colComments, bson.D{{Key: "space", Value: 1}, {Key: "target_type", Value: 1}, {Key: "target_id", Value: 1}, {Key: "created_at", Value: 1}, {Key: "_id", Value: 1}}, false},
+	// Connectors: names unique in a space, listed by name; sync jobs newest first per
+	// connector and per space.
+	{colConnectors, bson.D{{Key: "space", Value: 1}, {Key: "name", Value: 1}}, true},
+	{colSyncJobs, bson.D{{Key: "connector_id", Value: 1}, {Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}, false},
+	{colSyncJobs, bson.D{{Key: "space", Value: 1}, {Key: "created_at", Value: -1}, {Key: "_id", Value: -1}}, false},
 }
 
 func (s *Store) ensureIndexes(ctx context.Context) error {
-	for _, ix := range indexes {
+	for _, ix := range append(indexes, orchestrationIndexes...) {
 		m := mongo.IndexModel{Keys: ix.keys}
 		if ix.unique {
 			m.Options = options.Index().SetUnique(true)

@@ -89,12 +89,13 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) 
 	if f.BackfillID != 0 {
 		filter["backfill_id"] = f.BackfillID
 	}
+	key := runOrchestrationFilter(f, filter)
 	dir := -1
 	if f.OldestFirst {
 		dir = 1
 	}
 	return findPage[run.PipelineRun](ctx, s.db.Collection(colRuns), filter,
-		bson.D{{Key: "execution_date", Value: dir}, {Key: "_id", Value: dir}}, pg, "runs")
+		bson.D{{Key: key, Value: dir}, {Key: "_id", Value: dir}}, pg, "runs")
 }
 
 // UpdateRun applies fn to the stored run and writes the result if fn returns nil.

@@ -11,13 +11,12 @@ import (
 func TestEventSubjects(t *testing.T) {
 	t.Parallel()
 	tests := []struct {
-		name          string
-		space, pipe   string
-		runID         int64
-		status        run.Status
-		wantRun       string
-		wantBlockRun  string
-		wantSanitized bool
+		name         string
+		space, pipe  string
+		runID        int64
+		status       run.Status
+		wantRun      string
+		wantBlockRun string
 	}{
 		{
 			name: "plain", space: "default", pipe: "etl_daily", runID: 42, status: run.StatusCompleted,
@@ -31,23 +30,23 @@ func TestEventSubjects(t *testing.T) {
 		},
 		{
 			name: "dots in space and pipeline", space: "acme.prod", pipe: "a.b.c", runID: 7, status: run.StatusRunning,
-			wantRun:      "runyard.evt.acme_prod.run.a_b_c.7.running",
-			wantBlockRun: "runyard.evt.acme_prod.block_run.a_b_c.7.running",
+			wantRun:      "runyard.evt.acme%2Eprod.run.a%2Eb%2Ec.7.running",
+			wantBlockRun: "runyard.evt.acme%2Eprod.block_run.a%2Eb%2Ec.7.running",
 		},
 		{
 			name: "wildcards", space: "*", pipe: ">", runID: 3, status: run.StatusFailed,
-			wantRun:      "runyard.evt._.run._.3.failed",
-			wantBlockRun: "runyard.evt._.block_run._.3.failed",
+			wantRun:      "runyard.evt.%2A.run.%3E.3.failed",
+			wantBlockRun: "runyard.evt.%2A.block_run.%3E.3.failed",
 		},
 		{
 			name: "whitespace", space: "my space", pipe: "a\tb\r\nc", runID: 9, status: run.StatusQueued,
-			wantRun:      "runyard.evt.my_space.run.a_b__c.9.queued",
-			wantBlockRun: "runyard.evt.my_space.block_run.a_b__c.9.queued",
+			wantRun:      "runyard.evt.my%20space.run.a%09b%0D%0Ac.9.queued",
+			wantBlockRun: "runyard.evt.my%20space.block_run.a%09b%0D%0Ac.9.queued",
 		},
 		{
 			name: "empty tokens", space: "", pipe: "", runID: 0, status: run.StatusInitial,
-			wantRun:      "runyard.evt._.run._.0.initial",
-			wantBlockRun: "runyard.evt._.block_run._.0.initial",
+			wantRun:      "runyard.evt.%.run.%.0.initial",
+			wantBlockRun: "runyard.evt.%.block_run.%.0.initial",
 		},
 	}
 	for _, tt := range tests {
@@ -87,7 +86,12 @@ func TestCommandSubjects(t *testing.T) {
 	}{
 		{"command", natsbus.CommandSubject("pipeline_run.create"), "runyard.cmd.pipeline_run.create"},
 		{"reply", natsbus.ReplySubject("abc123"), "runyard.reply.abc123"},
-		{"sla missed", natsbus.RunSLAMissedSubject("default", "etl.daily", 42), "runyard.evt.default.run.etl_daily.42.sla_missed"},
+		{"sla missed", natsbus.RunSLAMissedSubject("default", "etl.daily", 42), "runyard.evt.default.run.etl%2Edaily.42.sla_missed"},
+		{"comment", natsbus.CommentEventSubject("default", "etl", 42, "created"), "runyard.evt.default.comment.etl.42.created"},
+		{"sync", natsbus.SyncEventSubject("default", "con_1", "job.7", "completed"), "runyard.evt.default.sync.con_1.job%2E7.completed"},
+		{"pipeline updated", natsbus.PipelineUpdatedSubject("default", "etl"), "runyard.evt.default.pipeline.etl.-.updated"},
+		{"space filter", natsbus.SpaceEventsFilter("team-a"), "runyard.evt.team-a.>"},
+		{"percent escaped", natsbus.EventToken("50%"), "50%25"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -96,5 +100,22 @@ func TestCommandSubjects(t *testing.T) {
 				t.Errorf("subject = %q, want %q", tt.got, tt.want)
 			}
 		})
+	}
+}
+
+func TestParseEventSubject(t *testing.T) {
+	t.Parallel()
+	s, ok := natsbus.ParseEventSubject(natsbus.BlockRunEventSubject("team-a", "dag.v2", 17, run.StatusRunning))
+	if !ok || s.Space != "team-a" || s.Kind != natsbus.EventKindBlockRun || s.Pipeline() != natsbus.EventToken("dag.v2") || s.RunID() != "17" || s.C != "running" {
+		t.Fatalf("parsed %+v, %v", s, ok)
+	}
+	s, ok = natsbus.ParseEventSubject(natsbus.SyncEventSubject("a", "c", "j", "failed"))
+	if !ok || s.Pipeline() != "" || s.RunID() != "" {
+		t.Fatalf("a sync event names no pipeline or run: %+v", s)
+	}
+	for _, bad := range []string{"runyard.cmd.x.y.z.a.b", "runyard.evt.a.b", "runyard.evt.a.b.c.d.e.f"} {
+		if _, ok := natsbus.ParseEventSubject(bad); ok {
+			t.Errorf("%q parsed as an event subject", bad)
+		}
 	}
 }

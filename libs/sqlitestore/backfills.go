@@ -13,9 +13,10 @@ import (
 // countRunsQuery counts the runs f selects. The totals kept in run_counts have no backfill
 // column, so the runs of a backfill are counted over the index runs_by_backfill (or
 // runs_by_backfill_status): a backfill has at most backfill.MaxDates runs, so counting them
-// is an index range of bounded size.
+// is an index range of bounded size. Nor has it run types or start times: those counts are
+// index ranges too (runsByTypeOrStartCounted).
 func countRunsQuery(f store.RunFilter, w *where) string {
-	if f.BackfillID != 0 {
+	if f.BackfillID != 0 || runsByTypeOrStartCounted(f) {
 		return `SELECT count(*) FROM pipeline_runs` + w.String()
 	}
 	return `SELECT coalesce(sum(n), 0) FROM run_counts` + w.String()

@@ -302,6 +302,88 @@ DROP TABLE api_keys;
 ALTER TABLE api_keys_v7 RENAME TO api_keys;
 CREATE INDEX api_keys_by_user ON api_keys (user_id, created_at, id);
 `,
+	// Orchestration lists. The pipeline columns the orchestration list filters on are
+	// generated from doc (records stored before providers existed read as native and active),
+	// with an index per filter that keeps uuid order within a space; the optional ones are
+	// partial, so pipelines without a team, connector or criticality cost them nothing.
+	// Owners (a list) and the searchable text (uuid, name, description, provider id, lower
+	// case) are kept by triggers in small side tables, so that filtering on them reads those
+	// rows rather than every pipeline document of the space. A run's start time (unix
+	// milliseconds) and run type are generated columns: the start index serves a pipeline's
+	// runs in a started window, newest start first, and the run type index a pipeline's runs
+	// of one type.
+	`
+ALTER TABLE pipelines ADD COLUMN provider TEXT GENERATED ALWAYS AS (coalesce(nullif(json_extract(doc, '$.provider'), ''), 'native')) VIRTUAL;
+ALTER TABLE pipelines ADD COLUMN state TEXT GENERATED ALWAYS AS (coalesce(nullif(json_extract(doc, '$.state'), ''), 'active')) VIRTUAL;
+ALTER TABLE pipelines ADD COLUMN team_id TEXT GENERATED ALWAYS AS (nullif(json_extract(doc, '$.team_id'), '')) VIRTUAL;
+ALTER TABLE pipelines ADD COLUMN connector_id TEXT GENERATED ALWAYS AS (nullif(json_extract(doc, '$.connector_id'), '')) VIRTUAL;
+ALTER TABLE pipelines ADD COLUMN criticality TEXT GENERATED ALWAYS AS (nullif(json_extract(doc, '$.criticality'), '')) VIRTUAL;
+CREATE INDEX pipelines_by_provider ON pipelines (space, provider, uuid);
+CREATE INDEX pipelines_by_state ON pipelines (space, state, uuid);
+CREATE INDEX pipelines_by_team ON pipelines (space, team_id, uuid) WHERE team_id IS NOT NULL;
+CREATE INDEX pipelines_by_connector ON pipelines (space, connector_id, uuid) WHERE connector_id IS NOT NULL;
+CREATE INDEX pipelines_by_criticality ON pipelines (space, criticality, uuid) WHERE criticality IS NOT NULL;
+
+CREATE TABLE pipeline_owners (
+	space TEXT NOT NULL,
+	owner TEXT NOT NULL,
+	uuid  TEXT NOT NULL,
+	PRIMARY KEY (space, owner, uuid)
+) WITHOUT ROWID;
+CREATE INDEX pipeline_owners_by_pipeline ON pipeline_owners (space, uuid);
+
+CREATE TABLE pipeline_search (
+	space TEXT NOT NULL,
+	uuid  TEXT NOT NULL,
+	text  TEXT NOT NULL,
+	PRIMARY KEY (space, uuid)
+) WITHOUT ROWID;
+
+INSERT OR IGNORE INTO pipeline_owners (space, owner, uuid)
+	SELECT p.space, o.value, p.uuid FROM pipelines p, json_each(p.doc, '$.owners') o WHERE o.type = 'text';
+INSERT INTO pipeline_search (space, uuid, text) SELECT space, uuid, ` + pipelineSearchText("") + ` FROM pipelines;
+
+CREATE TRIGGER pipeline_terms_insert AFTER INSERT ON pipelines BEGIN
+	INSERT OR IGNORE INTO pipeline_owners (space, owner, uuid)
+		SELECT NEW.space, value, NEW.uuid FROM json_each(NEW.doc, '$.owners') WHERE type = 'text';
+	INSERT INTO pipeline_search (space, uuid, text) VALUES (NEW.space, NEW.uuid, ` + pipelineSearchText("NEW.") + `);
+END;
+
+CREATE TRIGGER pipeline_terms_update AFTER UPDATE OF doc ON pipelines BEGIN
+	DELETE FROM pipeline_owners WHERE space = OLD.space AND uuid = OLD.uuid;
+	INSERT OR IGNORE INTO pipeline_owners (space, owner, uuid)
+		SELECT NEW.space, value, NEW.uuid FROM json_each(NEW.doc, '$.owners') WHERE type = 'text';
+	UPDATE pipeline_search SET text = ` + pipelineSearchText("NEW.") + ` WHERE space = NEW.space AND uuid = NEW.uuid;
+END;
+
+CREATE TRIGGER pipeline_terms_delete AFTER DELETE ON pipelines BEGIN
+	DELETE FROM pipeline_owners WHERE space = OLD.space AND uuid = OLD.uuid;
+	DELETE FROM pipeline_search WHERE space = OLD.space AND uuid = OLD.uuid;
+END;
+
+ALTER TABLE pipeline_runs ADD COLUMN started_ms INTEGER GENERATED ALWAYS AS (CAST(round((julianday(json_extract(doc, '$.started_at')) - 2440587.5) * 86400000.0) AS INTEGER)) VIRTUAL;
+ALTER TABLE pipeline_runs ADD COLUMN run_type TEXT GENERATED ALWAYS AS (json_extract(doc, '$.run_type')) VIRTUAL;
+CREATE INDEX runs_by_pipeline_started ON pipeline_runs (space, pipeline_uuid, started_ms DESC, id DESC) WHERE started_ms IS NOT NULL;
+CREATE INDEX runs_by_pipeline_type ON pipeline_runs (space, pipeline_uuid, run_type, execution_date DESC, id DESC);
+`,
+	// Comments on runs and task runs, listed per target oldest first. The id is derived from
+	// the create command's id, so a redelivered create finds its comment instead of adding one.
+	`
+CREATE TABLE comments (
+	id          TEXT PRIMARY KEY,
+	space       TEXT NOT NULL,
+	target_type TEXT NOT NULL,
+	target_id   INTEGER NOT NULL,
+	created_at  INTEGER NOT NULL, -- unix milliseconds
+	version     INTEGER NOT NULL,
+	doc         BLOB NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX comments_by_target ON comments (space, target_type, target_id, created_at, id);
+`,
+	// webhook subscriptions and their deliveries (webhooks.go).
+	migrationWebhooks,
+	// connectors and their sync jobs (connectors.go).
+	migrationConnectors,
 }
 
 // completedMillis is the SQL expression of a completed run's duration in milliseconds (0 for

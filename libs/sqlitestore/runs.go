@@ -3,6 +3,8 @@ package sqlitestore
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/runyard/runyard/libs/run"
@@ -15,9 +17,20 @@ func (s *Store) CreateRun(ctx context.Context, r *run.PipelineRun) error {
 	if err != nil {
 		return err
 	}
-	_, err = s.w.ExecContext(ctx, `INSERT INTO pipeline_runs (id, space, pipeline_uuid, pipeline_schedule_id, command_id, status, execution_date, version, doc)
+	what := fmt.Sprintf("create run %d", r.ID)
+	err = s.g.write(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(context.WithoutCancel(ctx), `INSERT INTO pipeline_runs (id, space, pipeline_uuid, pipeline_schedule_id, command_id, status, execution_date, version, doc)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, append(runColumns(r), doc)...)
-	return mapErr(err, fmt.Sprintf("create run %d", r.ID))
+		if dup := mapErr(err, what); errors.Is(dup, store.ErrDuplicate) {
+			// SQLite undid the statement alone: the command's run exists.
+			return declined(dup)
+		}
+		return err
+	})
+	if errors.Is(err, store.ErrDuplicate) {
+		return err
+	}
+	return mapErr(err, what)
 }
 
 // CreateBlockRuns inserts brs in one transaction; a block run whose (run, block) pair exists
@@ -27,28 +40,39 @@ func (s *Store) CreateBlockRuns(ctx context.Context, brs []run.BlockRun) error {
 		return nil
 	}
 	what := fmt.Sprintf("create block runs of run %d", brs[0].PipelineRunID)
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return mapErr(err, what)
-	}
-	defer func() { _ = tx.Rollback() }()
-	stmt, err := tx.PrepareContext(ctx, `INSERT INTO block_runs (id, space, pipeline_run_id, pipeline_uuid, block_uuid, version, doc, log)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (pipeline_run_id, block_uuid) DO NOTHING`)
-	if err != nil {
-		return mapErr(err, what)
-	}
-	defer stmt.Close()
+	docs := make([][]byte, len(brs))
 	for i := range brs {
-		br := &brs[i]
-		doc, err := encode(br)
+		doc, err := encode(&brs[i])
 		if err != nil {
 			return err
 		}
-		if _, err := stmt.ExecContext(ctx, br.ID, br.Space, br.PipelineRunID, br.PipelineUUID, br.BlockUUID, br.Version, doc, br.Log); err != nil {
-			return mapErr(err, what)
-		}
+		docs[i] = doc
 	}
-	return mapErr(tx.Commit(), what)
+	// Multi-row statements: one parse and one pass over the indexes' pages per chunk, each
+	// chunk well under SQLite's limit on bound parameters.
+	const chunk = 256
+	err := s.g.write(ctx, func(tx *sql.Tx) error {
+		for start := 0; start < len(brs); start += chunk {
+			part := brs[start:min(start+chunk, len(brs))]
+			q := make([]byte, 0, 160+26*len(part))
+			q = append(q, `INSERT INTO block_runs (id, space, pipeline_run_id, pipeline_uuid, block_uuid, version, doc, log) VALUES `...)
+			args := make([]any, 0, 8*len(part))
+			for i := range part {
+				br := &part[i]
+				if i > 0 {
+					q = append(q, ',')
+				}
+				q = append(q, `(?, ?, ?, ?, ?, ?, ?, ?)`...)
+				args = append(args, br.ID, br.Space, br.PipelineRunID, br.PipelineUUID, br.BlockUUID, br.Version, docs[start+i], br.Log)
+			}
+			q = append(q, ` ON CONFLICT (pipeline_run_id, block_uuid) DO NOTHING`...)
+			if _, err := tx.ExecContext(context.WithoutCancel(ctx), string(q), args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	return mapErr(err, what)
 }
 
 // GetRun returns the run id, in whichever space it is.
@@ -70,6 +94,13 @@ func runFilter(f store.RunFilter) *where {
 	w.add("pipeline_uuid = ?", f.PipelineUUID, f.PipelineUUID != "")
 	w.add("status = ?", string(f.Status), f.Status != "")
 	w.add("backfill_id = ?", f.BackfillID, f.BackfillID != 0)
+	w.add("run_type = ?", f.RunType, f.RunType != "")
+	if f.StartedFrom != nil {
+		w.add("started_ms >= ?", f.StartedFrom.UnixMilli(), true)
+	}
+	if f.StartedTo != nil {
+		w.add("started_ms <= ?", f.StartedTo.UnixMilli(), true)
+	}
 	return &w
 }
 
@@ -80,7 +111,11 @@ func (s *Store) ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) 
 	if err := s.r.QueryRowContext(ctx, countRunsQuery(f, w), w.args...).Scan(&total); err != nil {
 		return nil, 0, mapErr(err, "count runs")
 	}
-	runs, err := listDocs[run.PipelineRun](ctx, s.r, "list runs", listRunsQuery(w, pg, f.OldestFirst), w.args...)
+	q := listRunsQuery(w, pg, f.OldestFirst)
+	if f.ByStart() {
+		q = listRunsByStartQuery(w, pg, f.OldestFirst)
+	}
+	runs, err := listDocs[run.PipelineRun](ctx, s.r, "list runs", q, w.args...)
 	return runs, total, err
 }
 
@@ -94,12 +129,24 @@ func listRunsQuery(w *where, pg store.Page, oldestFirst bool) string {
 
 // UpdateRun applies fn to the stored run and writes the result if fn returns nil.
 func (s *Store) UpdateRun(ctx context.Context, id int64, fn func(*run.PipelineRun) error) (*run.PipelineRun, error) {
-	return update(ctx, s, fmt.Sprintf("update run %d", id), `SELECT doc FROM pipeline_runs WHERE id = ?`, []any{id}, fn,
+	var was run.PipelineRun
+	remember := func(r *run.PipelineRun) error {
+		was.Status, was.ExecutionDate = r.Status, r.ExecutionDate
+		return fn(r)
+	}
+	return update(ctx, s, fmt.Sprintf("update run %d", id), `SELECT doc FROM pipeline_runs WHERE id = ?`, []any{id}, remember,
 		func(tx *sql.Tx, r *run.PipelineRun) error {
 			r.Version++
 			r.UpdatedAt = now()
 			doc, err := encode(r)
 			if err != nil {
+				return err
+			}
+			// Setting status or execution_date rewrites the indexes holding them and fires the
+			// counting triggers, even to the same value: only an update that changes them
+			// names them.
+			if r.Status == was.Status && r.ExecutionDate.UnixMilli() == was.ExecutionDate.UnixMilli() {
+				_, err = tx.ExecContext(ctx, `UPDATE pipeline_runs SET version = ?, doc = ? WHERE id = ?`, r.Version, doc, id)
 				return err
 			}
 			_, err = tx.ExecContext(ctx, `UPDATE pipeline_runs SET status = ?, execution_date = ?, version = ?, doc = ? WHERE id = ?`,
@@ -152,39 +199,55 @@ func (s *Store) GetBlockRun(ctx context.Context, id int64) (*run.BlockRun, error
 
 func getBlockRun(ctx context.Context, db queryer, id int64) (*run.BlockRun, error) {
 	what := fmt.Sprintf("get block run %d", id)
-	br, err := getDoc[run.BlockRun](ctx, db, what, `SELECT doc FROM block_runs WHERE id = ?`, id)
-	if err != nil {
-		return nil, err
-	}
-	if err := db.QueryRowContext(ctx, `SELECT log FROM block_runs WHERE id = ?`, id).Scan(&br.Log); err != nil {
+	var raw []byte
+	var log string
+	if err := db.QueryRowContext(ctx, `SELECT doc, log FROM block_runs WHERE id = ?`, id).Scan(&raw, &log); err != nil {
 		return nil, mapErr(err, what)
 	}
-	return br, nil
+	var br run.BlockRun
+	if err := json.Unmarshal(raw, &br); err != nil {
+		return nil, fmt.Errorf("sqlitestore: %s: decode: %w", what, err)
+	}
+	br.Log = log
+	return &br, nil
 }
 
 // UpdateBlockRun applies fn to the stored block run and writes the result if fn returns nil.
 func (s *Store) UpdateBlockRun(ctx context.Context, id int64, fn func(*run.BlockRun) error) (*run.BlockRun, error) {
 	what := fmt.Sprintf("update block run %d", id)
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
+	var br, aborted *run.BlockRun
+	var own error // the cycle's own failure, already described
+	wctx := context.WithoutCancel(ctx)
+	err := s.g.write(ctx, func(tx *sql.Tx) error {
+		br, aborted, own = nil, nil, nil
+		got, err := getBlockRun(wctx, tx, id)
+		if err != nil {
+			own = err
+			return declinedIf(err)
+		}
+		if err := fn(got); err != nil {
+			aborted, own = got, err
+			return declined(err)
+		}
+		got.Version++
+		got.UpdatedAt = now()
+		doc, err := encode(got)
+		if err != nil {
+			own = err
+			return declined(err)
+		}
+		if _, err := tx.ExecContext(wctx, `UPDATE block_runs SET version = ?, doc = ?, log = ? WHERE id = ?`, got.Version, doc, got.Log, id); err != nil {
+			own = mapErr(err, what)
+			return declinedIf(own)
+		}
+		br = got
+		return nil
+	})
+	switch {
+	case own != nil:
+		return aborted, own
+	case err != nil:
 		return nil, mapErr(err, what)
 	}
-	defer func() { _ = tx.Rollback() }()
-	br, err := getBlockRun(ctx, tx, id)
-	if err != nil {
-		return nil, err
-	}
-	if err := fn(br); err != nil {
-		return br, err
-	}
-	br.Version++
-	br.UpdatedAt = now()
-	doc, err := encode(br)
-	if err != nil {
-		return nil, err
-	}
-	if _, err := tx.ExecContext(ctx, `UPDATE block_runs SET version = ?, doc = ?, log = ? WHERE id = ?`, br.Version, doc, br.Log, id); err != nil {
-		return nil, mapErr(err, what)
-	}
-	return br, mapErr(tx.Commit(), what)
+	return br, nil
 }

@@ -12,13 +12,16 @@ import (
 // WHERE clause contains the index's own term, and a bound parameter would not.
 const activeRunsWhere = ` WHERE status IN ('initial', 'running')`
 
-// activeRunsQuery lists unfinished runs, oldest execution date first, from runs_active.
+// activeRunsQuery lists unfinished native runs, oldest execution date first, from
+// runs_active. Runs mirrored from a provider (provider set) are advanced by their provider,
+// never by an executor, so they are left out.
 func activeRunsQuery(limit int) string {
-	return `SELECT doc FROM pipeline_runs` + activeRunsWhere + ` ORDER BY execution_date, id` + limitClause(store.Page{Limit: limit})
+	return `SELECT doc FROM pipeline_runs` + activeRunsWhere + ` AND coalesce(json_extract(doc, '$.provider'), '') = ''` +
+		` ORDER BY execution_date, id` + limitClause(store.Page{Limit: limit})
 }
 
-// ActiveRuns returns up to limit runs whose status is initial or running, in every space,
-// oldest execution date first; limit ≤ 0 returns them all.
+// ActiveRuns returns up to limit native runs whose status is initial or running, in every
+// space, oldest execution date first; limit ≤ 0 returns them all.
 func (s *Store) ActiveRuns(ctx context.Context, limit int) ([]run.PipelineRun, error) {
 	return listDocs[run.PipelineRun](ctx, s.r, "list active runs", activeRunsQuery(limit))
 }

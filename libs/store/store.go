@@ -36,7 +36,17 @@ type RunFilter struct {
 	BackfillID int64
 	// OldestFirst lists in execution-date order instead of the newest first.
 	OldestFirst bool
+	// RunType selects runs of one run type (run.TypeManual, ...).
+	RunType string
+	// StartedFrom and StartedTo bound the runs' start time (StartedAt), both inclusive; a run
+	// that has not started matches neither. With either set, runs are listed by start time,
+	// newest first (OldestFirst still reverses), so that an index serves the window.
+	StartedFrom *time.Time
+	StartedTo   *time.Time
 }
+
+// ByStart reports whether f bounds the start time, and so lists by it.
+func (f RunFilter) ByStart() bool { return f.StartedFrom != nil || f.StartedTo != nil }
 
 // BlockRunFilter selects block runs. Zero fields do not filter.
 type BlockRunFilter struct {

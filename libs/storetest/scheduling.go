@@ -97,4 +97,15 @@ func testScheduling(t *testing.T, s Store) {
 	if got := active(10); got != "[3 2 4 1]" {
 		t.Fatalf("after status changes = %s, want [3 2 4 1]", got)
 	}
+	// A run mirrored from Airflow is advanced by Airflow: executors never see it, whatever
+	// its status.
+	mirrored := newRun(7, "s1", "p1", 0, run.StatusRunning, base)
+	mirrored.Provider, mirrored.ConnectorID, mirrored.ProviderRunID = "airflow", "con_1", "manual__1"
+	must(t, s.CreateRun(c, mirrored))
+	if got := active(10); got != "[3 2 4 1]" {
+		t.Fatalf("with a mirrored running run = %s, want [3 2 4 1]", got)
+	}
+	if got := active(1); got != "[3]" {
+		t.Fatalf("oldest active run with a mirrored one older = %s, want [3]", got)
+	}
 }

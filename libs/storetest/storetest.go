@@ -62,6 +62,10 @@ type Store interface {
 
 	BackfillStore
 	AccessStore
+	OrchestrationStore
+	WebhookStore
+	CommentStore
+	ConnectorStore
 }
 
 // Run runs the suite. newStore returns an empty store private to the calling test.
@@ -86,6 +90,14 @@ func Run(t *testing.T, newStore func(t *testing.T) Store) {
 		{"UserAPIKeys", testUserAPIKeys},
 		{"Teams", testTeams},
 		{"Watches", testWatches},
+		{"PipelineFilters", testPipelineFilters},
+		{"RunWindows", testRunWindows},
+		{"Webhooks", testWebhooks},
+		{"WebhookDeliveries", testWebhookDeliveries},
+		{"Comments", testComments},
+		{"Connectors", testConnectors},
+		{"SyncJobs", testSyncJobs},
+		{"ProviderUpserts", testProviderUpserts},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

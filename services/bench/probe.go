@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -108,9 +109,11 @@ func probeJetStream(ctx context.Context, dir string, window time.Duration, res *
 
 	const workers = 32 // RUNYARD_EXECUTOR_WORKERS' default; natsbus sizes the consumer from it
 	cons, err := stream.CreateOrUpdateConsumer(sctx, jetstream.ConsumerConfig{
-		Durable:       "bench-consumer",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
+		Durable:   "bench-consumer",
+		AckPolicy: jetstream.AckExplicitPolicy,
+		// Short, unlike Runyard's: on a loaded machine the client may drop deliveries (slow
+		// consumer), which then hold ack slots until redelivered.
+		AckWait:       2 * time.Second,
 		MaxAckPending: workers * 4,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	})
@@ -120,8 +123,22 @@ func probeJetStream(ctx context.Context, dir string, window time.Duration, res *
 	var got atomic.Int64
 	done := make(chan struct{})
 	t1 := time.Now()
+	seen := make(map[uint64]bool, n)
+	var mu sync.Mutex
 	cc, err := cons.Consume(func(m jetstream.Msg) {
-		if m.Ack() == nil && got.Add(1) == n {
+		if m.Ack() != nil {
+			return
+		}
+		// A redelivered message counts once.
+		md, err := m.Metadata()
+		if err != nil {
+			return
+		}
+		mu.Lock()
+		first := !seen[md.Sequence.Stream]
+		seen[md.Sequence.Stream] = true
+		mu.Unlock()
+		if first && got.Add(1) == n {
 			close(done)
 		}
 	}, jetstream.PullMaxMessages(workers*2))

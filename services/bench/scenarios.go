@@ -120,8 +120,11 @@ type triggerLevelResult struct {
 	Latency        latency          `json:"latency"`
 	Usage          usage            `json:"usage"`
 	ClientUsage    usage            `json:"client_usage"` // this tool, sharing the machine
-	FirstError     string           `json:"first_error,omitempty"`
-	DrainError     string           `json:"drain_error,omitempty"`
+	// CPUPerRunMs is the server's CPU time per accepted trigger, in ms: unlike the rates, it
+	// hardly moves when other processes take CPU from the server.
+	CPUPerRunMs float64 `json:"cpu_ms_per_run"`
+	FirstError  string  `json:"first_error,omitempty"`
+	DrainError  string  `json:"drain_error,omitempty"`
 }
 
 // triggerLevel runs clients closed-loop clients firing triggers for d.
@@ -185,6 +188,7 @@ func (b *bench) triggerLevel(ctx context.Context, clients int, d time.Duration) 
 	res.Duration = elapsed.Round(time.Millisecond).String()
 	res.Errors = res.Requests - res.Accepted
 	res.AcceptedPerSec = perSecond(res.Accepted, elapsed)
+	res.CPUPerRunMs = cpuPerRun(res.Usage.CPUPercent, res.AcceptedPerSec)
 	res.Latency = summarize(lats)
 	res.FirstError = firstErr
 	return res
@@ -301,8 +305,8 @@ func (b *bench) throughput(ctx context.Context) ([]rateStep, error) {
 			return rateStep{}, fmt.Errorf("before %g runs/s: %w", rate, err)
 		}
 		st := b.rateStep(ctx, rate, b.opts.stepDuration)
-		b.log.printf("  %6.0f runs/s: %d due, %d completed (%.0f runs/s in window), backlog %d, keeps up: %v, CPU: runyard %.0f%%, this tool %.0f%%, others %.0f%%; peak RSS %.0f MB, trigger p99 %.1f ms",
-			rate, st.Due, st.Completed, st.RunsPerSec, st.Backlog, st.KeepsUp, st.Usage.CPUPercent, st.ClientUsage.CPUPercent, othersCPU(st.Usage, st.ClientUsage), mb(st.Usage.PeakRSS), ms(st.Trigger.P99))
+		b.log.printf("  %6.0f runs/s: %d due, %d completed (%.0f runs/s in window), backlog %d, keeps up: %v, CPU: runyard %.0f%% (%.2f ms per run), this tool %.0f%%, others %.0f%%; peak RSS %.0f MB, trigger p99 %.1f ms",
+			rate, st.Due, st.Completed, st.RunsPerSec, st.Backlog, st.KeepsUp, st.Usage.CPUPercent, st.CPUPerRunMs, st.ClientUsage.CPUPercent, othersCPU(st.Usage, st.ClientUsage), mb(st.Usage.PeakRSS), ms(st.Trigger.P99))
 		return st, ctx.Err()
 	}
 	for _, rate := range b.opts.rates {
@@ -400,8 +404,11 @@ loop:
 	}
 	st.Completed = b.tr.completed.Load() - c0
 	st.Backlog, st.KeepsUp = evaluateStep(rate, st.Due, st.Completed, allowanceFor(window))
+	sampled := time.Since(t0)
 	st.Usage, _ = smp.stop()
 	st.ClientUsage, _ = self.stop()
+	// The sampler spans the window and the drain after it, as do the completions counted.
+	st.CPUPerRunMs = cpuPerRun(st.Usage.CPUPercent, perSecond(st.Completed, sampled))
 	// Requests still in flight end within the client's timeout.
 	waited := make(chan struct{})
 	go func() { wg.Wait(); close(waited) }()

@@ -296,3 +296,15 @@ func (l *logWatch) tailText() string {
 	defer l.mu.Unlock()
 	return strings.Join(l.tail, "\n")
 }
+
+// isPortRace reports whether the server failed to start because a port the tool picked was
+// taken before the server bound it (other processes share the machine).
+func isPortRace(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "address already in use")
+}
+
+// firstLine is the first line of err's text.
+func firstLine(err error) string {
+	msg, _, _ := strings.Cut(err.Error(), "\n")
+	return msg
+}

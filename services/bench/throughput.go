@@ -58,7 +58,8 @@ type rateStep struct {
 	RunsPerSec  float64 `json:"runs_per_sec"` // completions within the window per second
 	BlocksPerS  float64 `json:"blocks_per_sec"`
 	Usage       usage   `json:"usage"`
-	ClientUsage usage   `json:"client_usage"` // this tool, sharing the machine
+	ClientUsage usage   `json:"client_usage"`   // this tool, sharing the machine
+	CPUPerRunMs float64 `json:"cpu_ms_per_run"` // server CPU per run completed in the window
 	Trigger     latency `json:"trigger_latency"`
 	FirstError  string  `json:"first_error,omitempty"`
 }
@@ -103,4 +104,13 @@ func refinementRate(steps []rateStep) (float64, bool) {
 		return 0, false
 	}
 	return math.Round((ok.Rate + failed.Rate) / 2), true
+}
+
+// cpuPerRun is the server's CPU time per run in ms, from its CPU share over a window (100% =
+// one core) and the runs per second in that window; 0 when no run was counted.
+func cpuPerRun(cpuPercent, runsPerSec float64) float64 {
+	if runsPerSec <= 0 {
+		return 0
+	}
+	return cpuPercent * 10 / runsPerSec
 }

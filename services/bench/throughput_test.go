@@ -112,3 +112,14 @@ func TestRefinementRate(t *testing.T) {
 		}
 	}
 }
+
+func TestCPUPerRun(t *testing.T) {
+	t.Parallel()
+	// 150% of a core at 300 runs/s is 5 ms of CPU per run.
+	if got := cpuPerRun(150, 300); got != 5 {
+		t.Fatalf("cpuPerRun(150, 300) = %v, want 5", got)
+	}
+	if got := cpuPerRun(80, 0); got != 0 {
+		t.Fatalf("cpuPerRun with no runs = %v, want 0", got)
+	}
+}

@@ -44,6 +44,7 @@ type Store interface {
 	SaveOutcome(ctx context.Context, o store.CommandOutcome) error
 	GetOutcome(ctx context.Context, id string) (*store.CommandOutcome, error)
 	BackfillStore
+	CommentStore
 }
 
 // Bus is what the executor needs from JetStream.
@@ -83,6 +84,9 @@ type Executor struct {
 	reconciled    chan struct{}
 }
 
+// commandWorkers is how many commands one executor handles at once.
+const commandWorkers = 64
+
 // Sequence names for id allocation; shared with every component that allocates these ids.
 const (
 	SeqPipelineRuns = "pipeline_runs"
@@ -117,8 +121,10 @@ func (e *Executor) Start(ctx context.Context) error {
 	cmds, err := e.bus.Consume(ctx, natsbus.ConsumerConfig{
 		Stream:  natsbus.StreamCommands,
 		Durable: natsbus.DurableExecutorCommands,
-		Filters: []string{natsbus.SubjectRunCommands, natsbus.SubjectBackfillCmds},
-		Workers: 16,
+		Filters: []string{natsbus.SubjectRunCommands, natsbus.SubjectBackfillCmds, natsbus.SubjectCommentCmds},
+		// Command handlers spend most of their time waiting (store writer, publish acks);
+		// enough of them in flight lets the store batch their writes into shared commits.
+		Workers: commandWorkers,
 		AckWait: 30 * time.Second,
 	}, e.handleCommand)
 	if err != nil {

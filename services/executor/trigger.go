@@ -35,6 +35,8 @@ func (e *Executor) handleCommand(ctx context.Context, d natsbus.Delivery) error 
 		return e.retryRun(ctx, env)
 	case command.TypeStartBackfill, command.TypeCancelBackfill:
 		return e.handleBackfillCommand(ctx, env)
+	case command.TypeCreateComment, command.TypeUpdateComment, command.TypeDeleteComment:
+		return e.handleCommentCommand(ctx, env)
 	default:
 		e.fail(ctx, env, http.StatusBadRequest, fmt.Sprintf("unknown command type %q", env.Type))
 		return natsbus.Permanent(fmt.Errorf("executor: unknown command type %q", env.Type))
@@ -62,8 +64,8 @@ func (e *Executor) trigger(ctx context.Context, env command.Envelope) error {
 	} else if err != nil {
 		return err
 	}
-	sc, err := e.store.GetSchedule(ctx, p.ScheduleID)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && (sc.Space != env.Space || sc.PipelineUUID != p.PipelineUUID)) {
+	sc, err := e.triggerSchedule(ctx, env, p)
+	if errors.Is(err, store.ErrNotFound) {
 		e.fail(ctx, env, http.StatusNotFound, fmt.Sprintf("pipeline schedule %d not found", p.ScheduleID))
 		return nil
 	} else if err != nil {
@@ -92,7 +94,7 @@ func (e *Executor) trigger(ctx context.Context, env command.Envelope) error {
 		ID: id, Space: env.Space, PipelineUUID: pl.UUID, PipelineScheduleID: sc.ID, CommandID: env.ID,
 		ExecutionDate: execDate, Status: run.StatusRunning, StartedAt: &now, LastStartedAt: &now,
 		Variables: vars, EventVariables: p.EventVariables, ExecutorType: "local_python", RunType: p.RunType, BackfillID: p.BackfillID,
-		Blocks: pl.Blocks, Settings: runSettings(pl, sc), CreatedAt: now, UpdatedAt: now,
+		Blocks: pl.Blocks, Settings: runSettings(pl, sc), Note: p.Note, CreatedAt: now, UpdatedAt: now,
 	}
 	r.RuntimeVariables = runtimeVariables(pl, sc, r)
 	if skip, _ := sc.Settings["skip_if_previous_running"].(bool); skip {
@@ -127,6 +129,24 @@ func (e *Executor) trigger(ctx context.Context, env command.Envelope) error {
 	}
 	zerolog.Ctx(ctx).Debug().Int64(logging.KeyRunID, r.ID).Msg("run created")
 	return e.resume(ctx, env, r)
+}
+
+// triggerSchedule returns the schedule a trigger names, or for schedule id 0 (a trigger of
+// the pipeline itself) an empty schedule of the pipeline: no variables, no settings, and
+// schedule id 0 as the run-limit group of such runs. A schedule of another space or pipeline
+// is ErrNotFound.
+func (e *Executor) triggerSchedule(ctx context.Context, env command.Envelope, p command.TriggerRun) (*schedule.Schedule, error) {
+	if p.ScheduleID == 0 {
+		return &schedule.Schedule{Space: env.Space, PipelineUUID: p.PipelineUUID}, nil
+	}
+	sc, err := e.store.GetSchedule(ctx, p.ScheduleID)
+	if err != nil {
+		return nil, err
+	}
+	if sc.Space != env.Space || sc.PipelineUUID != p.PipelineUUID {
+		return nil, fmt.Errorf("executor: schedule %d is not of pipeline %s: %w", p.ScheduleID, p.PipelineUUID, store.ErrNotFound)
+	}
+	return sc, nil
 }
 
 // resume makes sure run r has all its block runs, answers the command, announces the run and

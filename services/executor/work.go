@@ -50,39 +50,42 @@ func (e *Executor) handleWork(ctx context.Context, d natsbus.Delivery) error {
 	} else if err != nil {
 		return err
 	}
-	br, err := e.store.GetBlockRun(ctx, w.BlockRunID)
-	if errors.Is(err, store.ErrNotFound) {
-		return natsbus.Permanent(fmt.Errorf("executor: block run %d not found", w.BlockRunID))
-	} else if err != nil {
-		return err
-	}
-	if br.Status.Terminal() {
-		// Finished by an earlier delivery that may have died before advancing the run.
-		return e.advance(ctx, r.ID)
-	}
-	if r.Status.Terminal() {
-		return e.advance(ctx, r.ID)
-	}
-	takeOver := br.Status == run.StatusRunning && d.NumDelivered > 1
-	if br.Status != run.StatusQueued && !takeOver {
-		return nil
-	}
-	block, ok := findBlock(r, br.BlockUUID)
-	if !ok {
-		return natsbus.Permanent(fmt.Errorf("executor: block %q is not in run %d", br.BlockUUID, r.ID))
-	}
-
+	// The checks run inside the update that takes the block, on the stored state: one read
+	// of the block run, not a read and then the update's own.
 	started := store.Now()
-	br, err = e.store.UpdateBlockRun(ctx, br.ID, func(b *run.BlockRun) error {
-		if b.Status != run.StatusQueued && !(takeOver && b.Status == run.StatusRunning) {
+	var (
+		seen  run.Status
+		block pipeline.Block
+	)
+	br, err := e.store.UpdateBlockRun(ctx, w.BlockRunID, func(b *run.BlockRun) error {
+		seen = b.Status
+		if b.Status.Terminal() || r.Status.Terminal() {
 			return run.ErrNoChange
+		}
+		takeOver := b.Status == run.StatusRunning && d.NumDelivered > 1
+		if b.Status != run.StatusQueued && !takeOver {
+			return run.ErrNoChange
+		}
+		var ok bool
+		if block, ok = findBlock(r, b.BlockUUID); !ok {
+			return fmt.Errorf("executor: block %q is not in run %d: %w", b.BlockUUID, r.ID, errBlockNotInRun)
 		}
 		b.Status, b.StartedAt = run.StatusRunning, &started
 		return nil
 	})
-	if errors.Is(err, run.ErrNoChange) {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return natsbus.Permanent(fmt.Errorf("executor: block run %d not found", w.BlockRunID))
+	case errors.Is(err, errBlockNotInRun):
+		return natsbus.Permanent(err)
+	case errors.Is(err, run.ErrNoChange):
+		if seen.Terminal() || r.Status.Terminal() {
+			// Finished by an earlier delivery that may have died before advancing the run,
+			// or the run ended meanwhile.
+			return e.advance(ctx, r.ID)
+		}
 		return nil
-	} else if err != nil {
+	case err != nil:
 		return err
 	}
 	e.emitBlockRun(ctx, r, br)
@@ -131,6 +134,9 @@ func (e *Executor) handleWork(ctx context.Context, d natsbus.Delivery) error {
 	}
 	return e.advance(ctx, r.ID)
 }
+
+// errBlockNotInRun marks a block run whose block is missing from its run's snapshot.
+var errBlockNotInRun = errors.New("block not in run")
 
 // errBlockTimeout is the cause given to a block's context when its block timeout passes.
 var errBlockTimeout = errors.New("block timed out")

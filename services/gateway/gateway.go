@@ -18,11 +18,14 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/runyard/runyard/libs/command"
+	"github.com/runyard/runyard/libs/connector"
 	"github.com/runyard/runyard/libs/idalloc"
+	"github.com/runyard/runyard/libs/netguard"
 	"github.com/runyard/runyard/libs/pipeline"
 	"github.com/runyard/runyard/libs/run"
 	"github.com/runyard/runyard/libs/schedule"
 	"github.com/runyard/runyard/libs/store"
+	"github.com/runyard/runyard/libs/webhook"
 )
 
 // Store is what the gateway needs from storage. The gateway writes definitions (pipelines,
@@ -35,6 +38,8 @@ type Store interface {
 	CreatePipeline(ctx context.Context, p *pipeline.Pipeline) error
 	GetPipeline(ctx context.Context, space, uuid string) (*pipeline.Pipeline, error)
 	ListPipelines(ctx context.Context, space string, pg store.Page) ([]pipeline.Pipeline, int64, error)
+	ListPipelinesFiltered(ctx context.Context, f store.PipelineFilter, pg store.Page) ([]pipeline.Pipeline, int64, error)
+	PipelineStats(ctx context.Context, space string, uuids []string, since time.Time) (map[string]store.PipelineStats, error)
 	UpdatePipeline(ctx context.Context, space, uuid string, fn func(*pipeline.Pipeline) error) (*pipeline.Pipeline, error)
 	DeletePipeline(ctx context.Context, space, uuid string) error
 
@@ -60,6 +65,9 @@ type Store interface {
 
 	BackfillStore
 	AccessStore
+	WebhookStore
+	CommentStore
+	ConnectorStore
 }
 
 // Bus is what the gateway needs from JetStream.
@@ -77,6 +85,15 @@ type Config struct {
 	MaxBodyBytes int
 	// RequestTimeout bounds the work of one request.
 	RequestTimeout time.Duration
+	// WebhookGuard decides which webhook URLs are refused outright.
+	WebhookGuard netguard.Guard
+	// WebhookSecrets seals webhook secrets at rest; nil stores them in clear.
+	WebhookSecrets webhook.SecretBox
+	// ConnectorCipher seals connector credentials (RUNYARD_SECRET_KEY); nil refuses
+	// connector writes with 503.
+	ConnectorCipher *connector.Cipher
+	// ConnectorAllowPrivate lets connectors reach loopback and private networks.
+	ConnectorAllowPrivate bool
 }
 
 // SeqPipelineSchedules is the id sequence of pipeline schedules.
@@ -93,6 +110,7 @@ type Gateway struct {
 	roles    *roleCache
 	schedIDs *idalloc.Allocator
 	ready    atomic.Bool
+	events   atomic.Pointer[hub] // the SSE event relay, once StartEvents ran
 }
 
 // New builds a gateway and its routes. Serve starts it.
@@ -136,6 +154,8 @@ func (g *Gateway) Serve(ln net.Listener) error {
 // requests until ctx ends.
 func (g *Gateway) Shutdown(ctx context.Context) error {
 	g.ready.Store(false)
+	// Event streams never end on their own; ending them first lets the server drain.
+	g.stopEvents()
 	if err := g.app.ShutdownWithContext(ctx); err != nil && !errors.Is(err, context.Canceled) {
 		return fmt.Errorf("gateway: shutdown: %w", err)
 	}
@@ -159,6 +179,7 @@ func (g *Gateway) routes() {
 	a.Use(g.withDeadline)
 	a.Get("/healthz", g.healthz)
 	a.Get("/readyz", g.readyz)
+	a.Get("/api/openapi.json", g.openAPI)
 
 	// The trigger routes authenticate with the schedule's token, not an API key.
 	a.Post("/api/pipeline_schedules/:id/pipeline_runs/:token", g.triggerByToken)

@@ -31,7 +31,7 @@ import (
 )
 
 // runyardServices are the compose services that run the runyard binary, one per mode.
-var runyardServices = []string{"gateway", "executor", "syncworker"}
+var runyardServices = []string{"gateway", "executor", "syncworker", "notifier"}
 
 func TestComposeFile(t *testing.T) {
 	t.Parallel()
@@ -384,7 +384,7 @@ func TestKubernetesManifests(t *testing.T) {
 		}
 	}
 	sort.Strings(modes)
-	if want := []string{"executor", "gateway", "syncworker"}; !slices.Equal(modes, want) {
+	if want := []string{"executor", "gateway", "notifier", "syncworker"}; !slices.Equal(modes, want) {
 		t.Errorf("deployments run modes %v, want one each of %v", modes, want)
 	}
 

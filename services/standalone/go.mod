@@ -7,6 +7,7 @@ replace github.com/runyard/runyard/libs => ../../libs
 replace (
 	github.com/runyard/runyard/services/executor => ../executor
 	github.com/runyard/runyard/services/gateway => ../gateway
+	github.com/runyard/runyard/services/notifier => ../notifier
 	github.com/runyard/runyard/services/syncworker => ../syncworker
 )
 
@@ -17,6 +18,7 @@ require (
 	github.com/runyard/runyard/libs v0.0.0-00010101000000-000000000000
 	github.com/runyard/runyard/services/executor v0.0.0-00010101000000-000000000000
 	github.com/runyard/runyard/services/gateway v0.0.0-00010101000000-000000000000
+	github.com/runyard/runyard/services/notifier v0.0.0-00010101000000-000000000000
 	github.com/runyard/runyard/services/syncworker v0.0.0-00010101000000-000000000000
 	go.yaml.in/yaml/v3 v3.0.6
 )
@@ -98,7 +100,7 @@ require (
 	github.com/remyoudompheng/bigfft v0.0.0-20230129092748-24d4a6f8daec // indirect
 	github.com/rivo/uniseg v0.2.0 // indirect
 	github.com/robfig/cron/v3 v3.0.1 // indirect
-	github.com/santhosh-tekuri/jsonschema/v6 v6.0.1 // indirect
+	github.com/santhosh-tekuri/jsonschema/v6 v6.0.3 // indirect
 	github.com/shirou/gopsutil/v4 v4.25.6 // indirect
 	github.com/sirupsen/logrus v1.10.1 // indirect
 	github.com/stretchr/testify v1.12.1 // indirect
@@ -125,7 +127,7 @@ require (
 	go.opentelemetry.io/otel/sdk v1.28.0 // indirect
 	go.opentelemetry.io/otel/trace v1.35.0 // indirect
 	go.opentelemetry.io/proto/otlp v1.3.1 // indirect
-	go.yaml.in/yaml/v4 v4.0.0-rc.4 // indirect
+	go.yaml.in/yaml/v4 v4.0.0 // indirect
 	golang.org/x/crypto v0.58.0 // indirect
 	golang.org/x/exp v0.0.0-20240719175910-8a7402abbf56 // indirect
 	golang.org/x/net v0.60.0 // indirect

@@ -1,5 +1,5 @@
 // Command runyard runs Runyard: all services in one process (standalone), or one service
-// alone (gateway, executor, syncworker) against external NATS and MongoDB.
+// alone (gateway, executor, syncworker, notifier) against external NATS and MongoDB.
 package main
 
 import (
@@ -26,6 +26,7 @@ commands:
   gateway      run the HTTP gateway alone (needs RUNYARD_NATS_URL)
   executor     run an executor alone (needs RUNYARD_NATS_URL)
   syncworker   run a sync worker alone (needs RUNYARD_NATS_URL)
+  notifier     run a webhook notifier alone (needs RUNYARD_NATS_URL)
 
 Services alone use MongoDB (RUNYARD_MONGO_URI) or, without it, the SQLite store in
 RUNYARD_DATA_DIR, which processes on one machine can share.
@@ -59,6 +60,7 @@ var Modes = map[string]config.Mode{
 	"gateway":    config.ModeGateway,
 	"executor":   config.ModeExecutor,
 	"syncworker": config.ModeSyncWorker,
+	"notifier":   config.ModeNotifier,
 }
 
 func run(ctx context.Context, args []string, lookup func(string) (string, bool), out io.Writer, log zerolog.Logger) error {
@@ -85,6 +87,12 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	}
 	log = log.With().Str(logging.KeyService, string(mode)).Logger()
 	cfg.Log(log)
+	pprofAddr, _ := lookup(pprofVar)
+	stopPprof, err := startPprof(pprofAddr, log)
+	if err != nil {
+		return err
+	}
+	defer stopPprof()
 	sys, err := system.Start(ctx, mode, cfg, log, out)
 	if err != nil {
 		return err

@@ -428,12 +428,8 @@ func (s *Scheduler) checkSLA(ctx context.Context, now time.Time) error {
 			continue
 		}
 		log.Info().Int64("sla_seconds", sc.SLA).Msg("run missed its SLA")
-		ev := event.Event{
-			Type: event.TypePipelineRunSLAMissed, Version: event.Version,
-			// One SLA miss per run: the id makes a re-publish a duplicate the stream drops.
-			ID: fmt.Sprintf("pipeline_run-%d-sla_missed", updated.ID), OccurredAt: updated.UpdatedAt,
-			Space: updated.Space, Sequence: updated.Version, PipelineRun: updated,
-		}
+		// One SLA miss per run: the event id makes a re-publish a duplicate the stream drops.
+		ev := event.PipelineRunSLAMissed(updated)
 		// The store holds the mark, the source of truth; a lost event is logged, not retried.
 		if err := s.pub.PublishEvent(context.WithoutCancel(ctx), natsbus.RunSLAMissedSubject(updated.Space, updated.PipelineUUID, updated.ID), ev); err != nil {
 			log.Warn().Err(err).Str("event_id", ev.ID).Msg("event not published")

@@ -892,8 +892,9 @@ func TestEngineBlockRunEvents(t *testing.T) {
 				if i > 0 && ev.Sequence <= evs[i-1].Sequence {
 					t.Fatalf("block run %d: sequence %d after %d", brID, ev.Sequence, evs[i-1].Sequence)
 				}
-				if ev.Sequence != ev.BlockRun.Version {
-					t.Fatalf("block run %d: sequence %d, version %d", brID, ev.Sequence, ev.BlockRun.Version)
+				// The run sequence of a block run's event is version × (3 blocks + 2) + position.
+				if ev.RunID != runID || ev.Sequence/5 != ev.BlockRun.Version || ev.Sequence%5 == 0 {
+					t.Fatalf("block run %d: sequence %d, version %d, run %d", brID, ev.Sequence, ev.BlockRun.Version, ev.RunID)
 				}
 			}
 			if statuses[0] == "initial" {

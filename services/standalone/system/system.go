@@ -15,14 +15,18 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/runyard/runyard/libs/config"
+	"github.com/runyard/runyard/libs/connector"
 	"github.com/runyard/runyard/libs/logging"
 	"github.com/runyard/runyard/libs/mongostore"
 	"github.com/runyard/runyard/libs/natsbus"
 	"github.com/runyard/runyard/libs/natsserver"
+	"github.com/runyard/runyard/libs/netguard"
 	"github.com/runyard/runyard/libs/sqlitestore"
+	"github.com/runyard/runyard/libs/webhook"
 	"github.com/runyard/runyard/services/executor"
 	"github.com/runyard/runyard/services/executor/scheduler"
 	"github.com/runyard/runyard/services/gateway"
+	"github.com/runyard/runyard/services/notifier"
 	"github.com/runyard/runyard/services/syncworker"
 )
 
@@ -32,6 +36,7 @@ type serviceStore interface {
 	executor.Store
 	scheduler.Store
 	syncworker.Store
+	notifier.Store
 	Close(ctx context.Context) error
 }
 
@@ -84,6 +89,18 @@ func Start(ctx context.Context, mode config.Mode, cfg config.Config, log zerolog
 	}
 	s.onStop(func(ctx context.Context) { _ = st.Close(ctx) })
 
+	if cfg.SecretKey == nil && mode == config.ModeStandalone {
+		// One process owns the data directory, so a key kept beside the database (mode 0600)
+		// is as safe as the credentials it seals; separate processes must share
+		// RUNYARD_SECRET_KEY instead.
+		key, err := connector.LoadOrCreateKeyFile(cfg.DataDir)
+		if err != nil {
+			return nil, err
+		}
+		cfg.SecretKey = key
+		log.Info().Str("path", filepath.Join(cfg.DataDir, connector.KeyFileName)).Msg("connector secret key read from the data directory")
+	}
+
 	if mode == config.ModeStandalone || mode == config.ModeExecutor {
 		ex := executor.New(executor.Config{Workers: cfg.ExecutorWorkers, LogLimit: cfg.BlockLogMaxBytes}, st, bus, log.With().Str(logging.KeyService, "executor").Logger())
 		if err := ex.Start(ctx); err != nil {
@@ -100,15 +117,47 @@ func Start(ctx context.Context, mode config.Mode, cfg config.Config, log zerolog
 		sch.Start(ctx)
 		s.onStop(sch.Stop)
 	}
+	var ciph *connector.Cipher // nil without a key: connector writes and syncs are refused
+	if cfg.SecretKey != nil {
+		if ciph, err = connector.NewCipher(cfg.SecretKey); err != nil {
+			return nil, err
+		}
+	}
+	if mode == config.ModeSyncWorker && ciph == nil {
+		log.Warn().Msg("no RUNYARD_SECRET_KEY: connector credentials cannot be opened, so every sync and Airflow trigger fails")
+	}
 	if mode == config.ModeStandalone || mode == config.ModeSyncWorker {
-		sw := syncworker.New(st, bus, log.With().Str(logging.KeyService, "syncworker").Logger())
+		sw := syncworker.New(syncworker.Config{
+			Cipher: ciph, AllowPrivate: cfg.ConnectorAllowPrivate, Syncs: cfg.SyncWorkers, Fetches: cfg.SyncFetches,
+			RateLimit: cfg.SyncRateLimit, PollInterval: cfg.SyncPollInterval, Overlap: cfg.SyncOverlap, Scheduler: true,
+		}, st, bus, log.With().Str(logging.KeyService, "syncworker").Logger())
 		if err := sw.Start(ctx); err != nil {
 			return nil, err
 		}
 		s.onStop(sw.Stop)
 	}
+	guard := netguard.Guard{AllowPrivate: cfg.ConnectorAllowPrivate}
+	// Webhook signing secrets are sealed with the connector key, when there is one; the
+	// gateway seals, the notifier opens, so both need the same RUNYARD_SECRET_KEY.
+	var webhookSecrets webhook.SecretBox
+	if cfg.SecretKey != nil {
+		c, err := connector.NewCipher(cfg.SecretKey)
+		if err != nil {
+			return nil, err
+		}
+		webhookSecrets = c
+	}
+	if mode == config.ModeStandalone || mode == config.ModeNotifier {
+		nt := notifier.New(notifier.Config{Workers: cfg.NotifierWorkers, RetryHorizon: cfg.WebhookRetryHorizon, Guard: guard, Secrets: webhookSecrets},
+			st, bus, log.With().Str(logging.KeyService, "notifier").Logger())
+		if err := nt.Start(ctx); err != nil {
+			return nil, err
+		}
+		s.onStop(nt.Stop)
+	}
 	if mode == config.ModeStandalone || mode == config.ModeGateway {
-		gw := gateway.New(gateway.Config{DefaultSpace: cfg.DefaultSpace, CommandWait: cfg.CommandWait, MaxBodyBytes: cfg.MaxBodyBytes},
+		gw := gateway.New(gateway.Config{DefaultSpace: cfg.DefaultSpace, CommandWait: cfg.CommandWait, MaxBodyBytes: cfg.MaxBodyBytes, WebhookGuard: guard, WebhookSecrets: webhookSecrets,
+			ConnectorCipher: ciph, ConnectorAllowPrivate: cfg.ConnectorAllowPrivate},
 			st, bus, log.With().Str(logging.KeyService, "gateway").Logger())
 		key, err := gw.EnsureAdminKey(ctx, cfg.AdminAPIKey)
 		if err != nil {
@@ -123,6 +172,10 @@ func Start(ctx context.Context, mode config.Mode, cfg config.Config, log zerolog
 		ln, err := net.Listen("tcp", cfg.HTTPAddr)
 		if err != nil {
 			return nil, fmt.Errorf("system: listen on %s: %w", cfg.HTTPAddr, err)
+		}
+		if err := gw.StartEvents(ctx, bus, gateway.EventsConfig{Heartbeat: cfg.EventHeartbeat, ClientBuffer: cfg.EventClientBuffer}); err != nil {
+			_ = ln.Close()
+			return nil, err
 		}
 		s.httpAddr = ln.Addr()
 		go func() { s.serveErr <- gw.Serve(ln) }()
