@@ -3,10 +3,12 @@ package mongostore
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/runyard/runyard/libs/run"
 	"github.com/runyard/runyard/libs/store"
@@ -70,20 +72,49 @@ func (s *Store) PipelineStats(ctx context.Context, space string, uuids []string,
 		}
 		out[d.PipelineUUID] = st
 	}
-	for _, u := range uuids {
-		var r run.PipelineRun
-		err := s.db.Collection(colRuns).FindOne(ctx, bson.M{"space": space, "pipeline_uuid": u},
-			options.FindOne().SetSort(bson.D{{Key: "execution_date", Value: -1}, {Key: "_id", Value: -1}}).
-				SetProjection(bson.M{"_id": 1, "status": 1, "execution_date": 1})).Decode(&r)
-		if err = mapErr(err, "last run of "+u); err != nil {
-			if isNotFound(err) {
-				continue
-			}
-			return nil, err
-		}
+	last, err := s.lastRuns(ctx, space, uuids)
+	if err != nil {
+		return nil, err
+	}
+	for u, lr := range last {
 		st := out[u]
-		st.LastRun = &store.LastRun{ID: r.ID, Status: r.Status, ExecutionDate: r.ExecutionDate}
+		st.LastRun = lr
 		out[u] = st
+	}
+	return out, nil
+}
+
+// lastRunLookups bounds the concurrent last-run queries of one PipelineStats call.
+const lastRunLookups = 8
+
+// lastRuns finds the most recent run of each pipeline. Each is one indexed query (space,
+// pipeline_uuid, execution_date desc) that reads a single entry; they run concurrently so a
+// page of 100 pipelines costs about a dozen round trips of latency, not 100.
+func (s *Store) lastRuns(ctx context.Context, space string, uuids []string) (map[string]*store.LastRun, error) {
+	out := make(map[string]*store.LastRun, len(uuids))
+	var mu sync.Mutex
+	g, ctx := errgroup.WithContext(ctx)
+	g.SetLimit(lastRunLookups)
+	for _, u := range uuids {
+		g.Go(func() error {
+			var r run.PipelineRun
+			err := s.db.Collection(colRuns).FindOne(ctx, bson.M{"space": space, "pipeline_uuid": u},
+				options.FindOne().SetSort(bson.D{{Key: "execution_date", Value: -1}, {Key: "_id", Value: -1}}).
+					SetProjection(bson.M{"_id": 1, "status": 1, "execution_date": 1})).Decode(&r)
+			if err = mapErr(err, "last run of "+u); err != nil {
+				if isNotFound(err) {
+					return nil
+				}
+				return err
+			}
+			mu.Lock()
+			out[u] = &store.LastRun{ID: r.ID, Status: r.Status, ExecutionDate: r.ExecutionDate}
+			mu.Unlock()
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
 	}
 	return out, nil
 }
