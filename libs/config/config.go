@@ -177,7 +177,7 @@ func init() { vars = append(vars, notifierVars...) }
 var syncVars = []Var{
 	{Name: "RUNYARD_SYNC_WORKERS", Default: "4", Description: "connectors one sync worker process syncs at once",
 		set: func(c *Config, v string) (err error) { c.SyncWorkers, err = positiveInt(v, 1, 256); return err }},
-	{Name: "RUNYARD_SYNC_FETCHES", Default: "4", Description: "task-instance listings one connector sync reads from Airflow at once",
+	{Name: "RUNYARD_SYNC_FETCHES", Default: "4", Description: "Airflow requests one connector sync has in flight at once",
 		set: func(c *Config, v string) (err error) { c.SyncFetches, err = positiveInt(v, 1, 64); return err }},
 	{Name: "RUNYARD_SYNC_RATE_LIMIT", Default: "10", Description: "most requests per second a sync worker sends to one Airflow (retries and token requests included)",
 		set: func(c *Config, v string) error {

@@ -294,6 +294,20 @@ func providerRun(r *run.PipelineRun) string {
 	return canon([]any{r.Space, r.PipelineUUID, r.Status, ms(&r.ExecutionDate), ms(r.StartedAt), ms(r.CompletedAt), r.Variables, r.Metrics, r.RunType, r.ExecutorType, r.Note, r.Provider, r.ConnectorID, r.ProviderRunID})
 }
 
+// MergeRun writes the provider's fields of r onto the stored run c, leaving Runyard's own
+// fields alone, or returns run.ErrNoChange when they are equal already.
+func MergeRun(c, r *run.PipelineRun) error {
+	if providerRun(c) == providerRun(r) {
+		return run.ErrNoChange
+	}
+	c.PipelineUUID, c.Status, c.ExecutionDate, c.StartedAt, c.CompletedAt = r.PipelineUUID, r.Status, r.ExecutionDate, r.StartedAt, r.CompletedAt
+	c.Variables, c.Metrics, c.RunType, c.ExecutorType, c.Note, c.ProviderRunID = r.Variables, r.Metrics, r.RunType, r.ExecutorType, r.Note, r.ProviderRunID
+	return nil
+}
+
+// RunChanged reports whether upserting r onto the stored run c would write.
+func RunChanged(c, r *run.PipelineRun) bool { return providerRun(c) != providerRun(r) }
+
 // UpsertRun creates or updates the mirrored run r, keyed by its CommandID (RunCommandID of
 // the connector, dag_id and dag_run_id), and sets r.ID to the stored run's id. A new run
 // takes its id from SeqPipelineRuns; an unchanged one is not written. Run statistics count
@@ -309,14 +323,7 @@ func UpsertRun(ctx context.Context, st RecordStore, r *run.PipelineRun) (Outcome
 				return "", fmt.Errorf("connector: upsert run %s: %w", r.CommandID, ErrForeignRecord)
 			}
 			r.ID = cur.ID
-			_, err := st.UpdateRun(ctx, cur.ID, func(c *run.PipelineRun) error {
-				if providerRun(c) == providerRun(r) {
-					return run.ErrNoChange
-				}
-				c.PipelineUUID, c.Status, c.ExecutionDate, c.StartedAt, c.CompletedAt = r.PipelineUUID, r.Status, r.ExecutionDate, r.StartedAt, r.CompletedAt
-				c.Variables, c.Metrics, c.RunType, c.ExecutorType, c.Note, c.ProviderRunID = r.Variables, r.Metrics, r.RunType, r.ExecutorType, r.Note, r.ProviderRunID
-				return nil
-			})
+			_, err := st.UpdateRun(ctx, cur.ID, func(c *run.PipelineRun) error { return MergeRun(c, r) })
 			switch {
 			case err == nil:
 				return Updated, nil
@@ -351,6 +358,17 @@ func providerBlockRun(br *run.BlockRun) string {
 	return canon([]any{br.Status, ms(br.StartedAt), ms(br.CompletedAt), br.Metrics, br.ProviderTaskID, br.MapIndex, br.TryNumber})
 }
 
+// MergeBlockRun writes the provider's fields of br onto the stored block run c, or returns
+// run.ErrNoChange when they are equal already.
+func MergeBlockRun(c, br *run.BlockRun) error {
+	if providerBlockRun(c) == providerBlockRun(br) {
+		return run.ErrNoChange
+	}
+	c.Status, c.StartedAt, c.CompletedAt, c.Metrics = br.Status, br.StartedAt, br.CompletedAt, br.Metrics
+	c.ProviderTaskID, c.MapIndex, c.TryNumber = br.ProviderTaskID, br.MapIndex, br.TryNumber
+	return nil
+}
+
 // UpsertBlockRuns creates or updates the mirrored block runs of run runID (the task
 // instances of one Airflow run, keyed by BlockUUID) and counts the outcomes. Block runs the
 // listing lacks are left alone. Unchanged ones are not written.
@@ -378,14 +396,7 @@ func UpsertBlockRuns(ctx context.Context, st RecordStore, runID int64, brs []run
 			counts.Add(Unchanged)
 			continue
 		}
-		_, err := st.UpdateBlockRun(ctx, cur.ID, func(c *run.BlockRun) error {
-			if providerBlockRun(c) == providerBlockRun(br) {
-				return run.ErrNoChange
-			}
-			c.Status, c.StartedAt, c.CompletedAt, c.Metrics = br.Status, br.StartedAt, br.CompletedAt, br.Metrics
-			c.ProviderTaskID, c.MapIndex, c.TryNumber = br.ProviderTaskID, br.MapIndex, br.TryNumber
-			return nil
-		})
+		_, err := st.UpdateBlockRun(ctx, cur.ID, func(c *run.BlockRun) error { return MergeBlockRun(c, br) })
 		switch {
 		case err == nil:
 			counts.Add(Updated)
@@ -421,4 +432,220 @@ func UpsertBlockRuns(ctx context.Context, st RecordStore, runID int64, brs []run
 		}
 	}
 	return counts, nil
+}
+
+// RunUpsert is one run of a batch upsert (a store's UpsertProviderRuns) with the block runs
+// mirroring its task instances. The upsert fills in the results: Run becomes the stored run
+// (with its id), BlockRuns the stored block runs, each with its outcome.
+type RunUpsert struct {
+	// Run is the mirrored run, keyed by its CommandID as UpsertRun's is.
+	Run *run.PipelineRun
+	// BlockRuns mirror the run's task instances, keyed by BlockUUID as UpsertBlockRuns' are;
+	// the upsert sets their PipelineRunID. Nil leaves the run's block runs alone; stored
+	// block runs the list lacks are left alone too.
+	BlockRuns []run.BlockRun
+
+	Outcome Outcome
+	// Prev is the run's stored status before the upsert, empty when it was created.
+	Prev run.Status
+	// BlockOutcomes and BlockPrev parallel BlockRuns: what the upsert did to each, and its
+	// stored status before (empty when created). A block run listed twice is stored once.
+	BlockOutcomes []Outcome
+	BlockPrev     []run.Status
+	BlockCounts   Counts
+}
+
+// RunWrite is a run a batch creates or updates; Item indexes the batch.
+type RunWrite struct {
+	Item int
+	// Run is the record to store: for an update, the stored run with the provider's fields
+	// merged in, its version and updated_at advanced.
+	Run *run.PipelineRun
+	// Was is the stored run an update replaces.
+	Was *run.PipelineRun
+}
+
+// BlockRunWrite is a block run a batch creates or updates.
+type BlockRunWrite struct {
+	// Item indexes the batch, Index the item's result's BlockRuns.
+	Item, Index int
+	BlockRun    *run.BlockRun
+	Was         *run.BlockRun
+}
+
+// RunBatch is what a batch upsert writes, planned by PlanRuns from the stored state. A store
+// reserves ids for the new records (AssignIDs), writes them, and hands the results to the
+// caller (Apply) once they are stored.
+type RunBatch struct {
+	// Results parallel the planned items.
+	Results          []RunUpsert
+	NewRuns          []RunWrite
+	ChangedRuns      []RunWrite
+	NewBlockRuns     []BlockRunWrite
+	ChangedBlockRuns []BlockRunWrite
+}
+
+// PlanRuns compares a batch with the stored runs of its command ids and the stored block
+// runs of those runs, and says what upserting it writes. The items are not modified, so a
+// store may plan again after a failed write.
+func PlanRuns(items []RunUpsert, stored []run.PipelineRun, storedBlocks []run.BlockRun, now time.Time) (*RunBatch, error) {
+	byCommand := make(map[string]*run.PipelineRun, len(stored))
+	for i := range stored {
+		byCommand[stored[i].CommandID] = &stored[i]
+	}
+	blocksOf := map[int64]map[string]*run.BlockRun{}
+	for i := range storedBlocks {
+		br := &storedBlocks[i]
+		m := blocksOf[br.PipelineRunID]
+		if m == nil {
+			m = map[string]*run.BlockRun{}
+			blocksOf[br.PipelineRunID] = m
+		}
+		m[br.BlockUUID] = br
+	}
+	b := &RunBatch{Results: make([]RunUpsert, len(items))}
+	inBatch := make(map[string]bool, len(items))
+	for k := range items {
+		r := items[k].Run
+		if r == nil || r.Provider == "" || r.ConnectorID == "" || r.ProviderRunID == "" || r.CommandID == "" {
+			return nil, fmt.Errorf("connector: upsert runs: item %d is not a provider run", k)
+		}
+		if inBatch[r.CommandID] {
+			return nil, fmt.Errorf("connector: upsert runs: run %s is in the batch twice", r.CommandID)
+		}
+		inBatch[r.CommandID] = true
+		res := &b.Results[k]
+		var runID int64
+		if cur := byCommand[r.CommandID]; cur != nil {
+			if cur.Space != r.Space || cur.ConnectorID != r.ConnectorID {
+				return nil, fmt.Errorf("connector: upsert run %s: %w", r.CommandID, ErrForeignRecord)
+			}
+			c := *cur
+			res.Run, res.Prev, runID = &c, cur.Status, cur.ID
+			if err := MergeRun(&c, r); err != nil {
+				res.Outcome = Unchanged
+			} else {
+				c.Version, c.UpdatedAt = cur.Version+1, now
+				res.Outcome = Updated
+				b.ChangedRuns = append(b.ChangedRuns, RunWrite{Item: k, Run: &c, Was: cur})
+			}
+		} else {
+			nr := *r
+			nr.ID, nr.CreatedAt, nr.UpdatedAt, nr.Version = 0, now, now, 1
+			res.Run, res.Outcome = &nr, Created
+			b.NewRuns = append(b.NewRuns, RunWrite{Item: k, Run: &nr})
+		}
+		if items[k].BlockRuns != nil {
+			b.planBlockRuns(k, runID, items[k].BlockRuns, blocksOf[runID], now)
+		}
+	}
+	return b, nil
+}
+
+func (b *RunBatch) planBlockRuns(k int, runID int64, brs []run.BlockRun, existing map[string]*run.BlockRun, now time.Time) {
+	res := &b.Results[k]
+	// Capacities are final: the writes below point into these arrays.
+	res.BlockRuns = make([]run.BlockRun, 0, len(brs))
+	res.BlockOutcomes = make([]Outcome, 0, len(brs))
+	res.BlockPrev = make([]run.Status, 0, len(brs))
+	listed := make(map[string]bool, len(brs))
+	for i := range brs {
+		br := brs[i]
+		if listed[br.BlockUUID] {
+			continue // offset paging over a changing listing can return a row twice
+		}
+		listed[br.BlockUUID] = true
+		br.PipelineRunID = runID
+		var o Outcome
+		var prev run.Status
+		var was *run.BlockRun
+		if cur := existing[br.BlockUUID]; cur != nil {
+			c := *cur
+			if err := MergeBlockRun(&c, &br); err != nil {
+				o = Unchanged
+			} else {
+				c.Version, c.UpdatedAt = cur.Version+1, now
+				o, was = Updated, cur
+			}
+			br, prev = c, cur.Status
+		} else {
+			br.ID, br.CreatedAt, br.UpdatedAt, br.Version = 0, now, now, 1
+			o = Created
+		}
+		res.BlockRuns = append(res.BlockRuns, br)
+		res.BlockOutcomes = append(res.BlockOutcomes, o)
+		res.BlockPrev = append(res.BlockPrev, prev)
+		at := len(res.BlockRuns) - 1
+		switch o {
+		case Created:
+			b.NewBlockRuns = append(b.NewBlockRuns, BlockRunWrite{Item: k, Index: at, BlockRun: &res.BlockRuns[at]})
+		case Updated:
+			b.ChangedBlockRuns = append(b.ChangedBlockRuns, BlockRunWrite{Item: k, Index: at, BlockRun: &res.BlockRuns[at], Was: was})
+		}
+	}
+}
+
+// AssignIDs numbers the new runs and block runs from the ids reserved for them: lastRun is
+// the last of len(NewRuns) ids of SeqPipelineRuns, lastBlock the last of len(NewBlockRuns)
+// of SeqBlockRuns, as NextIDs returns them.
+func (b *RunBatch) AssignIDs(lastRun, lastBlock int64) {
+	for i, w := range b.NewRuns {
+		w.Run.ID = lastRun - int64(len(b.NewRuns)) + 1 + int64(i)
+	}
+	for i, w := range b.NewBlockRuns {
+		w.BlockRun.ID = lastBlock - int64(len(b.NewBlockRuns)) + 1 + int64(i)
+	}
+	for k := range b.Results {
+		res := &b.Results[k]
+		for i := range res.BlockRuns {
+			res.BlockRuns[i].PipelineRunID = res.Run.ID
+		}
+	}
+}
+
+// Apply hands the results to the items, except to those skip names (nil skips none).
+func (b *RunBatch) Apply(items []RunUpsert, skip map[int]bool) {
+	for k := range b.Results {
+		if skip[k] {
+			continue
+		}
+		res := b.Results[k]
+		*items[k].Run = *res.Run
+		items[k].Outcome, items[k].Prev = res.Outcome, res.Prev
+		items[k].BlockCounts = Counts{}
+		for _, o := range res.BlockOutcomes {
+			items[k].BlockCounts.Add(o)
+		}
+		if items[k].BlockRuns != nil {
+			items[k].BlockRuns, items[k].BlockOutcomes, items[k].BlockPrev = res.BlockRuns, res.BlockOutcomes, res.BlockPrev
+		}
+	}
+}
+
+// CommandIDs lists the command ids of a batch, to read their stored runs with.
+func CommandIDs(items []RunUpsert) []string {
+	ids := make([]string, len(items))
+	for k := range items {
+		if items[k].Run != nil {
+			ids[k] = items[k].Run.CommandID
+		}
+	}
+	return ids
+}
+
+// BlockRunsToRead lists the stored runs among stored whose block runs a batch upserts.
+func BlockRunsToRead(items []RunUpsert, stored []run.PipelineRun) []int64 {
+	want := make(map[string]bool, len(items))
+	for k := range items {
+		if items[k].Run != nil && items[k].BlockRuns != nil {
+			want[items[k].Run.CommandID] = true
+		}
+	}
+	var ids []int64
+	for i := range stored {
+		if want[stored[i].CommandID] {
+			ids = append(ids, stored[i].ID)
+		}
+	}
+	return ids
 }

@@ -15,7 +15,7 @@ func (s *Store) UpdateGate(ctx context.Context, key string, fn func(*run.Gate) e
 		return nil, mapErr(err, what)
 	}
 	defer func() { _ = tx.Rollback() }()
-	g, err := getDoc[run.Gate](ctx, tx, what, `SELECT doc FROM gates WHERE key = ?`, key)
+	g, err := getDoc[run.Gate](ctx, s.inTx(tx), what, `SELECT doc FROM gates WHERE key = ?`, key)
 	if isNotFound(err) {
 		g, err = &run.Gate{Key: key, Holders: []run.Holder{}}, nil
 	}
@@ -30,7 +30,7 @@ func (s *Store) UpdateGate(ctx context.Context, key string, fn func(*run.Gate) e
 	if err != nil {
 		return nil, err
 	}
-	if _, err := tx.ExecContext(ctx, `INSERT INTO gates (key, version, doc) VALUES (?, ?, ?)
+	if _, err := s.inTx(tx).ExecContext(ctx, `INSERT INTO gates (key, version, doc) VALUES (?, ?, ?)
 		ON CONFLICT (key) DO UPDATE SET version = excluded.version, doc = excluded.doc`, key, g.Version, doc); err != nil {
 		return nil, mapErr(err, what)
 	}

@@ -24,7 +24,7 @@ func (s *Store) CreatePipeline(ctx context.Context, p *pipeline.Pipeline) error 
 
 // GetPipeline returns the pipeline uuid of space.
 func (s *Store) GetPipeline(ctx context.Context, space, uuid string) (*pipeline.Pipeline, error) {
-	return getDoc[pipeline.Pipeline](ctx, s.r, "get pipeline "+uuid, `SELECT doc FROM pipelines WHERE space = ? AND uuid = ?`, space, uuid)
+	return getDoc[pipeline.Pipeline](ctx, s.reader(), "get pipeline "+uuid, `SELECT doc FROM pipelines WHERE space = ? AND uuid = ?`, space, uuid)
 }
 
 // ListPipelines returns a page of the space's pipelines by uuid, and their total count.
@@ -47,7 +47,7 @@ func (s *Store) UpdatePipeline(ctx context.Context, space, uuid string, fn func(
 			if err != nil {
 				return err
 			}
-			_, err = tx.ExecContext(ctx, `UPDATE pipelines SET version = ?, doc = ? WHERE space = ? AND uuid = ?`, p.Version, doc, space, uuid)
+			_, err = s.inTx(tx).ExecContext(ctx, `UPDATE pipelines SET version = ?, doc = ? WHERE space = ? AND uuid = ?`, p.Version, doc, space, uuid)
 			return err
 		})
 }
@@ -84,7 +84,7 @@ func (s *Store) CreateSchedule(ctx context.Context, sc *schedule.Schedule) error
 
 // GetSchedule returns the schedule id, in whichever space it is.
 func (s *Store) GetSchedule(ctx context.Context, id int64) (*schedule.Schedule, error) {
-	return getDoc[schedule.Schedule](ctx, s.r, fmt.Sprintf("get schedule %d", id), `SELECT doc FROM pipeline_schedules WHERE id = ?`, id)
+	return getDoc[schedule.Schedule](ctx, s.reader(), fmt.Sprintf("get schedule %d", id), `SELECT doc FROM pipeline_schedules WHERE id = ?`, id)
 }
 
 // GetSchedules returns the schedules among ids that exist, by id.
@@ -124,7 +124,7 @@ func (s *Store) UpdateSchedule(ctx context.Context, id int64, fn func(*schedule.
 			if err != nil {
 				return err
 			}
-			_, err = tx.ExecContext(ctx, `UPDATE pipeline_schedules SET version = ?, doc = ? WHERE id = ?`, sc.Version, doc, id)
+			_, err = s.inTx(tx).ExecContext(ctx, `UPDATE pipeline_schedules SET version = ?, doc = ? WHERE id = ?`, sc.Version, doc, id)
 			return err
 		})
 }
@@ -167,7 +167,7 @@ func (s *Store) PutAPIKey(ctx context.Context, k store.APIKey) error {
 
 // GetAPIKey returns the key whose hash is hash.
 func (s *Store) GetAPIKey(ctx context.Context, hash string) (*store.APIKey, error) {
-	return getDoc[store.APIKey](ctx, s.r, "get api key", `SELECT doc FROM api_keys WHERE hash = ?`, hash)
+	return getDoc[store.APIKey](ctx, s.reader(), "get api key", `SELECT doc FROM api_keys WHERE hash = ?`, hash)
 }
 
 // CountAPIKeys returns how many API keys exist.
@@ -189,7 +189,7 @@ func (s *Store) SaveOutcome(ctx context.Context, o store.CommandOutcome) error {
 
 // GetOutcome returns the recorded outcome of command id.
 func (s *Store) GetOutcome(ctx context.Context, id string) (*store.CommandOutcome, error) {
-	return getDoc[store.CommandOutcome](ctx, s.r, "get outcome of command "+id, `SELECT doc FROM commands WHERE id = ?`, id)
+	return getDoc[store.CommandOutcome](ctx, s.reader(), "get outcome of command "+id, `SELECT doc FROM commands WHERE id = ?`, id)
 }
 
 // runColumns are the columns of pipeline_runs besides doc, in insert order.

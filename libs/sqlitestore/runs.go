@@ -19,7 +19,7 @@ func (s *Store) CreateRun(ctx context.Context, r *run.PipelineRun) error {
 	}
 	what := fmt.Sprintf("create run %d", r.ID)
 	err = s.g.write(ctx, func(tx *sql.Tx) error {
-		_, err := tx.ExecContext(context.WithoutCancel(ctx), `INSERT INTO pipeline_runs (id, space, pipeline_uuid, pipeline_schedule_id, command_id, status, execution_date, version, doc)
+		_, err := s.inTx(tx).ExecContext(context.WithoutCancel(ctx), `INSERT INTO pipeline_runs (id, space, pipeline_uuid, pipeline_schedule_id, command_id, status, execution_date, version, doc)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`, append(runColumns(r), doc)...)
 		if dup := mapErr(err, what); errors.Is(dup, store.ErrDuplicate) {
 			// SQLite undid the statement alone: the command's run exists.
@@ -51,6 +51,9 @@ func (s *Store) CreateBlockRuns(ctx context.Context, brs []run.BlockRun) error {
 	// Multi-row statements: one parse and one pass over the indexes' pages per chunk, each
 	// chunk well under SQLite's limit on bound parameters.
 	const chunk = 256
+	// Block-run inserts of pipelines with up to this many blocks use prepared statements,
+	// one per size.
+	const maxCachedBlocks = 16
 	err := s.g.write(ctx, func(tx *sql.Tx) error {
 		for start := 0; start < len(brs); start += chunk {
 			part := brs[start:min(start+chunk, len(brs))]
@@ -66,7 +69,14 @@ func (s *Store) CreateBlockRuns(ctx context.Context, brs []run.BlockRun) error {
 				args = append(args, br.ID, br.Space, br.PipelineRunID, br.PipelineUUID, br.BlockUUID, br.Version, docs[start+i], br.Log)
 			}
 			q = append(q, ` ON CONFLICT (pipeline_run_id, block_uuid) DO NOTHING`...)
-			if _, err := tx.ExecContext(context.WithoutCancel(ctx), string(q), args...); err != nil {
+			var err error
+			if len(part) <= maxCachedBlocks {
+				// A pipeline's size fixes the statement's text: keep it prepared.
+				_, err = s.inTx(tx).ExecContext(context.WithoutCancel(ctx), string(q), args...)
+			} else {
+				_, err = tx.ExecContext(context.WithoutCancel(ctx), string(q), args...)
+			}
+			if err != nil {
 				return err
 			}
 		}
@@ -77,12 +87,12 @@ func (s *Store) CreateBlockRuns(ctx context.Context, brs []run.BlockRun) error {
 
 // GetRun returns the run id, in whichever space it is.
 func (s *Store) GetRun(ctx context.Context, id int64) (*run.PipelineRun, error) {
-	return getDoc[run.PipelineRun](ctx, s.r, fmt.Sprintf("get run %d", id), `SELECT doc FROM pipeline_runs WHERE id = ?`, id)
+	return getDoc[run.PipelineRun](ctx, s.reader(), fmt.Sprintf("get run %d", id), `SELECT doc FROM pipeline_runs WHERE id = ?`, id)
 }
 
 // GetRunByCommand returns the run the command commandID created.
 func (s *Store) GetRunByCommand(ctx context.Context, commandID string) (*run.PipelineRun, error) {
-	return getDoc[run.PipelineRun](ctx, s.r, "get run of command "+commandID, `SELECT doc FROM pipeline_runs WHERE command_id = ?`, commandID)
+	return getDoc[run.PipelineRun](ctx, s.reader(), "get run of command "+commandID, `SELECT doc FROM pipeline_runs WHERE command_id = ?`, commandID)
 }
 
 // runFilter is the WHERE clause of a run filter on pipeline_runs, or on run_counts, whose
@@ -146,10 +156,10 @@ func (s *Store) UpdateRun(ctx context.Context, id int64, fn func(*run.PipelineRu
 			// counting triggers, even to the same value: only an update that changes them
 			// names them.
 			if r.Status == was.Status && r.ExecutionDate.UnixMilli() == was.ExecutionDate.UnixMilli() {
-				_, err = tx.ExecContext(ctx, `UPDATE pipeline_runs SET version = ?, doc = ? WHERE id = ?`, r.Version, doc, id)
+				_, err = s.inTx(tx).ExecContext(ctx, `UPDATE pipeline_runs SET version = ?, doc = ? WHERE id = ?`, r.Version, doc, id)
 				return err
 			}
-			_, err = tx.ExecContext(ctx, `UPDATE pipeline_runs SET status = ?, execution_date = ?, version = ?, doc = ? WHERE id = ?`,
+			_, err = s.inTx(tx).ExecContext(ctx, `UPDATE pipeline_runs SET status = ?, execution_date = ?, version = ?, doc = ? WHERE id = ?`,
 				string(r.Status), r.ExecutionDate.UnixMilli(), r.Version, doc, id)
 			return err
 		})
@@ -188,13 +198,18 @@ func (s *Store) BlockRunsOf(ctx context.Context, runIDs ...int64) ([]run.BlockRu
 	if len(runIDs) == 0 {
 		return []run.BlockRun{}, nil
 	}
+	if len(runIDs) == 1 {
+		// One run's block runs: a fixed statement, read on every advance of a run.
+		return listDocs[run.BlockRun](ctx, s.reader(), "block runs of run",
+			`SELECT doc FROM block_runs WHERE pipeline_run_id = ? ORDER BY id`, runIDs[0])
+	}
 	return listDocs[run.BlockRun](ctx, s.r, "block runs of runs",
 		`SELECT doc FROM block_runs WHERE pipeline_run_id IN (`+placeholders(len(runIDs))+`) ORDER BY pipeline_run_id, id`, int64Args(runIDs)...)
 }
 
 // GetBlockRun returns the block run id with its log.
 func (s *Store) GetBlockRun(ctx context.Context, id int64) (*run.BlockRun, error) {
-	return getBlockRun(ctx, s.r, id)
+	return getBlockRun(ctx, s.reader(), id)
 }
 
 func getBlockRun(ctx context.Context, db queryer, id int64) (*run.BlockRun, error) {
@@ -220,7 +235,7 @@ func (s *Store) UpdateBlockRun(ctx context.Context, id int64, fn func(*run.Block
 	wctx := context.WithoutCancel(ctx)
 	err := s.g.write(ctx, func(tx *sql.Tx) error {
 		br, aborted, own = nil, nil, nil
-		got, err := getBlockRun(wctx, tx, id)
+		got, err := getBlockRun(wctx, s.inTx(tx), id)
 		if err != nil {
 			own = err
 			return declinedIf(err)
@@ -236,7 +251,7 @@ func (s *Store) UpdateBlockRun(ctx context.Context, id int64, fn func(*run.Block
 			own = err
 			return declined(err)
 		}
-		if _, err := tx.ExecContext(wctx, `UPDATE block_runs SET version = ?, doc = ?, log = ? WHERE id = ?`, got.Version, doc, got.Log, id); err != nil {
+		if _, err := s.inTx(tx).ExecContext(wctx, `UPDATE block_runs SET version = ?, doc = ?, log = ? WHERE id = ?`, got.Version, doc, got.Log, id); err != nil {
 			own = mapErr(err, what)
 			return declinedIf(own)
 		}

@@ -40,6 +40,8 @@ type Store struct {
 	// g batches the hot write transactions of concurrent callers (see writer.go); writes
 	// not routed through it take the writer connection between its batches.
 	g *groupWriter
+	// rc and wc keep the prepared fixed statements of the readers and the writer.
+	rc, wc *stmtCache
 }
 
 // Open opens (creating if needed) the database in dir and brings its schema up to date.
@@ -84,12 +86,22 @@ func openAt(ctx context.Context, path string, upTo int) (*Store, error) {
 	n := max(4, runtime.GOMAXPROCS(0)*2)
 	r.SetMaxOpenConns(n)
 	r.SetMaxIdleConns(n)
-	return &Store{w: w, r: r, g: newGroupWriter(w)}, nil
+	wc := newStmtCache(w, true)
+	return &Store{w: w, r: r, g: newGroupWriter(w, wc), rc: newStmtCache(r, false), wc: wc}, nil
 }
+
+// reader runs fixed statements on the readers with their prepared statements.
+func (s *Store) reader() cachedDB { return cachedDB{db: s.r, c: s.rc} }
+
+// inTx runs fixed statements in the write transaction tx with the writer's prepared
+// statements.
+func (s *Store) inTx(tx *sql.Tx) cachedTx { return cachedTx{tx: tx, c: s.wc} }
 
 // Close closes the database.
 func (s *Store) Close(context.Context) error {
 	s.g.close()
+	s.rc.close()
+	s.wc.close()
 	return errors.Join(s.r.Close(), s.w.Close())
 }
 
@@ -184,7 +196,7 @@ func update[T any](ctx context.Context, s *Store, what, q string, args []any, fn
 	var own error // the cycle's own failure, already described
 	err := s.g.write(ctx, func(tx *sql.Tx) error {
 		v, aborted, own = nil, nil, nil
-		got, err := getDoc[T](context.WithoutCancel(ctx), tx, what, q, args...)
+		got, err := getDoc[T](context.WithoutCancel(ctx), s.inTx(tx), what, q, args...)
 		if err != nil {
 			own = err
 			return declinedIf(err)

@@ -43,14 +43,15 @@ type writeReq struct {
 // groupWriter owns the writer connection's transactions for the writes submitted to it.
 type groupWriter struct {
 	db     *sql.DB
+	stmts  *stmtCache
 	reqs   chan *writeReq
 	quit   chan struct{}
 	exited chan struct{}
 	stop   sync.Once
 }
 
-func newGroupWriter(db *sql.DB) *groupWriter {
-	g := &groupWriter{db: db, reqs: make(chan *writeReq), quit: make(chan struct{}), exited: make(chan struct{})}
+func newGroupWriter(db *sql.DB, stmts *stmtCache) *groupWriter {
+	g := &groupWriter{db: db, stmts: stmts, reqs: make(chan *writeReq), quit: make(chan struct{}), exited: make(chan struct{})}
 	go g.loop()
 	return g
 }
@@ -103,6 +104,8 @@ func (g *groupWriter) loop() {
 		}
 		g.run(batch)
 		clear(batch)
+		// Between batches the connection is free: prepare what the batch ran unprepared.
+		g.stmts.prepareWanted(context.Background())
 	}
 }
 

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -33,6 +34,10 @@ type ConnectorStore interface {
 	UpsertProviderPipeline(ctx context.Context, p *pipeline.Pipeline) (connector.Outcome, error)
 	UpsertProviderRun(ctx context.Context, r *run.PipelineRun) (connector.Outcome, error)
 	UpsertProviderBlockRuns(ctx context.Context, runID int64, brs []run.BlockRun) (connector.Counts, error)
+	// UpsertProviderRuns upserts a batch of runs with their block runs; see connector.RunUpsert.
+	UpsertProviderRuns(ctx context.Context, items []connector.RunUpsert) error
+	// GetRunsByCommands returns the stored runs of the command ids, leaving out ids without one.
+	GetRunsByCommands(ctx context.Context, commandIDs ...string) ([]run.PipelineRun, error)
 }
 
 func newConnector(id, space, name string, created time.Time) *connector.Connector {
@@ -283,5 +288,164 @@ func testProviderUpserts(t *testing.T, s Store) {
 	}
 	if br := byUUID["extract"]; br.Status != run.StatusCompleted || br.TryNumber != 2 || br.MapIndex == nil || *br.MapIndex != -1 || br.Version != 1 || br.ProviderTaskID != "extract" {
 		t.Fatalf("unmapped block run: %+v", br)
+	}
+
+	t.Run("Batch", func(t *testing.T) { testProviderRunBatch(t, s) })
+}
+
+// testProviderRunBatch covers the batch upsert a sync stores a page of runs with: the same
+// outcomes as the single upserts, per run and per block run, with the statuses they
+// replaced; nothing written for an unchanged record; Runyard's own fields kept; statistics
+// counting the runs; a batch naming another space's run refused whole.
+func testProviderRunBatch(t *testing.T, s Store) {
+	c := ctx(t)
+	const sp, con = "batch", "con_batch"
+	p := connector.PipelineFromDAG(sp, con, airflow.DAG{DAGID: "etl_batch", DisplayName: "etl_batch", IsActive: true})
+	_, err := s.UpsertProviderPipeline(c, p)
+	must(t, err)
+	start := time.Date(2026, 5, 2, 8, 0, 0, 0, time.UTC)
+	end := start.Add(2 * time.Minute)
+	dr := func(i int, state string) airflow.DAGRun {
+		logical := start.Add(-time.Duration(i) * time.Hour)
+		r := airflow.DAGRun{DAGID: "etl_batch", RunID: fmt.Sprintf("scheduled__%d", i), LogicalDate: &logical, StartDate: &start, State: state, RunType: airflow.RunTypeScheduled}
+		if state == airflow.RunSuccess {
+			r.EndDate = &end
+		}
+		return r
+	}
+	runs := []airflow.DAGRun{dr(1, airflow.RunRunning), dr(2, airflow.RunSuccess), dr(3, airflow.RunQueued)}
+	tis := [][]airflow.TaskInstance{
+		{
+			{TaskID: "extract", MapIndex: -1, TryNumber: 1, State: airflow.TaskSuccess, StartDate: &start, EndDate: &end},
+			{TaskID: "load", MapIndex: -1, TryNumber: 1, State: airflow.TaskRunning, StartDate: &start},
+			{TaskID: "load", MapIndex: -1, TryNumber: 1, State: airflow.TaskRunning, StartDate: &start}, // listed twice
+		},
+		{{TaskID: "extract", MapIndex: -1, TryNumber: 1, State: airflow.TaskSuccess, StartDate: &start, EndDate: &end}},
+		nil, // its task instances are not read
+	}
+	batch := func() []connector.RunUpsert {
+		items := make([]connector.RunUpsert, len(runs))
+		for i := range runs {
+			items[i].Run = connector.RunFromDAGRun(sp, con, p.UUID, runs[i])
+			if tis[i] != nil {
+				items[i].BlockRuns = []run.BlockRun{}
+				for _, ti := range tis[i] {
+					items[i].BlockRuns = append(items[i].BlockRuns, connector.BlockRunFromTI(sp, p.UUID, 0, ti))
+				}
+			}
+		}
+		return items
+	}
+	items := batch()
+	got, err := s.GetRunsByCommands(c, connector.CommandIDs(items)...)
+	must(t, err)
+	if len(got) != 0 {
+		t.Fatalf("runs of unknown commands: %+v", got)
+	}
+	must(t, s.UpsertProviderRuns(c, items))
+	ids := map[int64]bool{}
+	for i, it := range items {
+		if it.Outcome != connector.Created || it.Prev != "" || it.Run.ID == 0 || ids[it.Run.ID] || it.Run.Version != 1 {
+			t.Fatalf("item %d of the first batch: %s, prev %q, %+v", i, it.Outcome, it.Prev, it.Run)
+		}
+		ids[it.Run.ID] = true
+	}
+	if want := (connector.Counts{Seen: 2, Created: 2}); items[0].BlockCounts != want || len(items[0].BlockRuns) != 2 || items[2].BlockRuns != nil || items[2].BlockCounts != (connector.Counts{}) {
+		t.Fatalf("block runs of the first batch: %+v %+v / %+v", items[0].BlockCounts, items[0].BlockRuns, items[2])
+	}
+	for j, br := range items[0].BlockRuns {
+		if br.ID == 0 || br.PipelineRunID != items[0].Run.ID || items[0].BlockOutcomes[j] != connector.Created || items[0].BlockPrev[j] != "" {
+			t.Fatalf("block run %d of the first batch: %s %+v", j, items[0].BlockOutcomes[j], br)
+		}
+	}
+	stored, err := s.GetRun(c, items[1].Run.ID)
+	must(t, err)
+	if stored.CommandID != items[1].Run.CommandID || stored.Status != run.StatusCompleted || stored.ProviderRunID != "scheduled__2" || stored.Version != 1 {
+		t.Fatalf("stored run: %+v", stored)
+	}
+	brs, err := s.BlockRunsOf(c, items[0].Run.ID, items[2].Run.ID)
+	must(t, err)
+	if len(brs) != 2 || brs[0].ID != items[0].BlockRuns[0].ID || brs[1].BlockUUID != "load" || brs[1].Status != run.StatusRunning {
+		t.Fatalf("stored block runs: %+v", brs)
+	}
+	got, err = s.GetRunsByCommands(c, append(connector.CommandIDs(items), "airflow/con_batch/etl_batch/none")...)
+	must(t, err)
+	if len(got) != 3 {
+		t.Fatalf("runs of the batch's commands: %d", len(got))
+	}
+	since := start.Add(-24 * time.Hour)
+	stats, err := s.PipelineStats(c, sp, []string{p.UUID}, since)
+	must(t, err)
+	if st := stats[p.UUID].Runs; st[run.StatusRunning] != 1 || st[run.StatusCompleted] != 1 || st[run.StatusInitial] != 1 {
+		t.Fatalf("stats of the first batch: %+v", stats[p.UUID])
+	}
+
+	// Runyard's own fields, which an upsert must keep.
+	_, err = s.UpdateRun(c, items[0].Run.ID, func(r *run.PipelineRun) error { r.RuntimeVariables = map[string]any{"kept": "yes"}; return nil })
+	must(t, err)
+	_, err = s.UpdateBlockRun(c, items[0].BlockRuns[1].ID, func(br *run.BlockRun) error { br.Log = "kept log"; return nil })
+	must(t, err)
+
+	again := batch()
+	must(t, s.UpsertProviderRuns(c, again))
+	for i, it := range again {
+		if it.Outcome != connector.Unchanged || it.Run.ID != items[i].Run.ID || it.Prev != it.Run.Status {
+			t.Fatalf("item %d of the same batch again: %s, prev %q, %+v", i, it.Outcome, it.Prev, it.Run)
+		}
+	}
+	if again[0].BlockCounts != (connector.Counts{Seen: 2}) || again[0].BlockOutcomes[1] != connector.Unchanged || again[0].BlockPrev[1] != run.StatusRunning {
+		t.Fatalf("block runs of the same batch again: %+v %v %v", again[0].BlockCounts, again[0].BlockOutcomes, again[0].BlockPrev)
+	}
+	if r, _ := s.GetRun(c, items[0].Run.ID); r.Version != 2 {
+		t.Fatalf("an unchanged run was written: version %d", r.Version)
+	}
+
+	// Airflow moves on: the running run succeeds with its last task, and the queued run's
+	// task instances are read for the first time.
+	runs[0] = dr(1, airflow.RunSuccess)
+	tis[0] = tis[0][:2]
+	tis[0][1].State, tis[0][1].EndDate = airflow.TaskSuccess, &end
+	tis[2] = []airflow.TaskInstance{{TaskID: "extract", MapIndex: -1, State: airflow.TaskScheduled}}
+	moved := batch()
+	must(t, s.UpsertProviderRuns(c, moved))
+	if it := moved[0]; it.Outcome != connector.Updated || it.Prev != run.StatusRunning || it.Run.Status != run.StatusCompleted || it.Run.Version != 3 ||
+		it.Run.RuntimeVariables["kept"] != "yes" || it.BlockCounts != (connector.Counts{Seen: 2, Updated: 1}) ||
+		it.BlockOutcomes[1] != connector.Updated || it.BlockPrev[1] != run.StatusRunning || it.BlockRuns[1].Status != run.StatusCompleted {
+		t.Fatalf("the run that moved on: %s, prev %q, %+v, blocks %+v %v", it.Outcome, it.Prev, it.Run, it.BlockCounts, it.BlockOutcomes)
+	}
+	if it := moved[2]; it.Outcome != connector.Unchanged || it.BlockCounts != (connector.Counts{Seen: 1, Created: 1}) || it.BlockRuns[0].PipelineRunID != it.Run.ID {
+		t.Fatalf("the queued run's first task instances: %s %+v %+v", it.Outcome, it.BlockCounts, it.BlockRuns)
+	}
+	r, err := s.GetRun(c, items[0].Run.ID)
+	must(t, err)
+	if r.Status != run.StatusCompleted || r.RuntimeVariables["kept"] != "yes" || r.Version != 3 || r.CompletedAt == nil {
+		t.Fatalf("stored run after it moved on: %+v", r)
+	}
+	kept, err := s.GetBlockRun(c, items[0].BlockRuns[1].ID)
+	must(t, err)
+	if kept.Log != "kept log" || kept.Status != run.StatusCompleted {
+		t.Fatalf("updated block run: %+v", kept)
+	}
+	stats, err = s.PipelineStats(c, sp, []string{p.UUID}, since)
+	must(t, err)
+	if st := stats[p.UUID].Runs; st[run.StatusRunning] != 0 || st[run.StatusCompleted] != 2 || st[run.StatusInitial] != 1 {
+		t.Fatalf("stats after a run moved on: %+v", stats[p.UUID])
+	}
+
+	// Another space's run under the same key: the whole batch is refused, nothing written.
+	fresh := dr(9, airflow.RunRunning)
+	foreign := []connector.RunUpsert{
+		{Run: connector.RunFromDAGRun(sp, con, p.UUID, fresh)},
+		{Run: connector.RunFromDAGRun("elsewhere", con, p.UUID, runs[1])},
+	}
+	if err := s.UpsertProviderRuns(c, foreign); !errors.Is(err, connector.ErrForeignRecord) {
+		t.Fatalf("a batch with another space's run: %v", err)
+	}
+	if got, _ := s.GetRunsByCommands(c, foreign[0].Run.CommandID); len(got) != 0 {
+		t.Fatalf("a refused batch wrote %+v", got)
+	}
+	twice := []connector.RunUpsert{{Run: connector.RunFromDAGRun(sp, con, p.UUID, fresh)}, {Run: connector.RunFromDAGRun(sp, con, p.UUID, fresh)}}
+	if err := s.UpsertProviderRuns(c, twice); err == nil {
+		t.Fatal("a batch naming one run twice was accepted")
 	}
 }

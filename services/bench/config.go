@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -43,7 +44,23 @@ type options struct {
 	serverEnv    []string      // extra RUNYARD_* variables for the subprocess
 	rates        []float64     // open-loop arrival rates, rising
 	timeout      time.Duration // the whole run
+
+	// Event fan-out scenarios (standalone mode only).
+	sseClients      int           // concurrent SSE clients; 0 skips the scenario
+	sseRate         float64       // runs/s triggered while they listen
+	sseDuration     time.Duration // how long runs are triggered
+	sseTypes        string        // the clients' type filter; empty: every event of the space
+	webhookRate     float64       // runs/s of the webhook scenario
+	webhookDuration time.Duration // 0 skips the webhook scenario
+
+	scenarios map[string]bool // the scenarios to run; nil runs all
 }
+
+// scenarioNames are the values of --scenarios, in the order the tool runs them.
+var scenarioNames = []string{"probe", "costs", "latency", "events", "trigger", "throughput", "reads"}
+
+// selected reports whether scenario name is to run.
+func (o options) selected(name string) bool { return o.scenarios == nil || o.scenarios[name] }
 
 // profileDefaults are the values a profile gives to flags left unset.
 func profileDefaults(profile string) options {
@@ -57,6 +74,12 @@ func profileDefaults(profile string) options {
 		// From 100: every build so far kept up at 100 runs/s, and the quick profile has to
 		// leave room in make bench's five minutes for the Go benchmarks.
 		rates: []float64{100, 200, 400, 800},
+
+		sseClients:      1000,
+		sseRate:         10,
+		sseDuration:     10 * time.Second,
+		webhookRate:     10,
+		webhookDuration: 10 * time.Second,
 	}
 	switch profile {
 	case profileLong:
@@ -67,6 +90,8 @@ func profileDefaults(profile string) options {
 		o.probeWindow = 5 * time.Second
 		o.rates = []float64{50, 100, 200, 400, 800, 1600, 3200}
 		o.timeout = 3 * time.Hour
+		o.sseDuration = 60 * time.Second
+		o.webhookDuration = 60 * time.Second
 	default:
 		o.readRuns = 20_000
 		o.buildBudget = 90 * time.Second
@@ -107,9 +132,16 @@ func parseFlags(args []string, usageOut io.Writer) (options, error) {
 		clients      = fs.String("clients", "", "comma-separated trigger concurrency levels (default 1,8,64)")
 		rates        = fs.String("rates", "", "comma-separated rising arrival rates in runs/s (quick 100,...,800; long 50 up to 3200)")
 		timeout      = fs.Duration("timeout", 0, "hard limit on the whole run (quick 8m, long 3h)")
+		sseClients   = fs.Int("sse-clients", 0, "concurrent SSE clients of the fan-out scenario (default 1000; 0 skips it)")
+		sseRate      = fs.Float64("sse-rate", 0, "runs/s triggered while the SSE clients listen (default 10)")
+		sseDuration  = fs.Duration("sse-duration", 0, "how long runs are triggered in the SSE fan-out scenario (quick 10s, long 60s)")
+		sseTypes     = fs.String("sse-types", "", "comma-separated event types the SSE clients subscribe to (default: every event of the space)")
+		hookRate     = fs.Float64("webhook-rate", 0, "runs/s triggered in the webhook scenario (default 10)")
+		hookDuration = fs.Duration("webhook-duration", 0, "how long runs are triggered in the webhook scenario (quick 10s, long 60s; 0 skips it)")
+		scenarios    = fs.String("scenarios", "", "standalone mode: comma-separated scenarios to run, of "+strings.Join(scenarioNames, ", ")+" (default all)")
 		serverEnv    envList
 	)
-	fs.Var(&serverEnv, "env", "RUNYARD_NAME=value for the subprocess, repeatable (e.g. RUNYARD_EXECUTOR_WORKERS=64); the addresses, data directory, admin key and log level are the tool's")
+	fs.Var(&serverEnv, "env", "RUNYARD_NAME=value for the subprocess, repeatable (e.g. RUNYARD_EXECUTOR_WORKERS=64); the addresses, data directory, admin key, log level and RUNYARD_CONNECTOR_ALLOW_PRIVATE are the tool's")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(usageOut, usageText)
@@ -160,6 +192,41 @@ func parseFlags(args []string, usageOut io.Writer) (options, error) {
 	intFlag("runs", *runs, &o.runs, 1, 1_000_000)
 	intFlag("read-runs", *readRuns, &o.readRuns, 0, 100_000_000)
 	intFlag("read-requests", *readRequests, &o.readRequests, 1, 10_000_000)
+	intFlag("sse-clients", *sseClients, &o.sseClients, 0, 100_000)
+	durationFlag("sse-duration", *sseDuration, &o.sseDuration, time.Second, 10*time.Minute)
+	durationFlag("webhook-duration", *hookDuration, &o.webhookDuration, 0, 10*time.Minute)
+	rateFlag := func(name string, v float64, dst *float64) {
+		if !set[name] {
+			return
+		}
+		if v <= 0 || v > 1000 {
+			bad("--%s %g: must be above 0 and at most 1000 runs/s", name, v)
+			return
+		}
+		*dst = v
+	}
+	rateFlag("sse-rate", *sseRate, &o.sseRate)
+	rateFlag("webhook-rate", *hookRate, &o.webhookRate)
+	if set["scenarios"] {
+		o.scenarios = map[string]bool{}
+		for _, n := range strings.Split(*scenarios, ",") {
+			n = strings.TrimSpace(n)
+			if !slices.Contains(scenarioNames, n) {
+				bad("--scenarios %q: %q is not one of %s", *scenarios, n, strings.Join(scenarioNames, ", "))
+				break
+			}
+			o.scenarios[n] = true
+		}
+	}
+	if set["sse-types"] {
+		for _, t := range strings.Split(*sseTypes, ",") {
+			if t = strings.TrimSpace(t); t == "" || strings.ContainsAny(t, " &?#") {
+				bad("--sse-types %q: want a comma-separated list of event types", *sseTypes)
+				break
+			}
+		}
+		o.sseTypes = strings.ReplaceAll(*sseTypes, " ", "")
+	}
 	if set["clients"] {
 		cs, err := parseInts(*clients, 1, 4096)
 		if err != nil {
@@ -198,6 +265,11 @@ func parseFlags(args []string, usageOut io.Writer) (options, error) {
 	} else {
 		if set["binary"] || set["env"] {
 			bad("--binary, --env: target mode starts nothing; drop them or --target")
+		}
+		for _, name := range []string{"sse-clients", "sse-rate", "sse-duration", "sse-types", "webhook-rate", "webhook-duration", "scenarios"} {
+			if set[name] {
+				bad("--%s: the event scenarios run only on the standalone server the tool starts", name)
+			}
 		}
 		if err := checkTarget(o.target, o.allowRemote); err != nil {
 			bad("--target %q: %v", o.target, err)
@@ -297,6 +369,8 @@ func (e *envList) Set(v string) error { *e = append(*e, v); return nil }
 var toolOwnedVars = map[string]bool{
 	"RUNYARD_HTTP_ADDR": true, "RUNYARD_NATS_ADDR": true, "RUNYARD_DATA_DIR": true,
 	"RUNYARD_ADMIN_API_KEY": true, "RUNYARD_LOG_LEVEL": true,
+	// The webhook scenario's receiver listens on loopback.
+	"RUNYARD_CONNECTOR_ALLOW_PRIVATE": true,
 	// External services would make the measurement something other than standalone.
 	"RUNYARD_NATS_URL": true, "RUNYARD_MONGO_URI": true,
 }

@@ -34,6 +34,17 @@ func TestParseFlagsDefaults(t *testing.T) {
 	if o, err := parseFlags([]string{"--read-runs", "0"}, io.Discard); err != nil || o.readRuns != 0 {
 		t.Fatalf("--read-runs 0 = %d, %v", o.readRuns, err)
 	}
+	if o.sseClients != 1000 || o.sseRate != 10 || o.sseDuration != 10*time.Second || o.webhookDuration != 10*time.Second || o.scenarios != nil || !o.selected("reads") {
+		t.Fatalf("event scenario defaults: %+v", o)
+	}
+	if long.sseDuration != time.Minute || long.webhookDuration != time.Minute {
+		t.Fatalf("long profile event windows: %s, %s", long.sseDuration, long.webhookDuration)
+	}
+	ev, err := parseFlags([]string{"--scenarios", "events", "--sse-clients", "0", "--sse-types", "pipeline_run.status_changed, block_run.status_changed", "--webhook-duration", "0s"}, io.Discard)
+	if err != nil || ev.sseClients != 0 || ev.webhookDuration != 0 || !ev.selected("events") || ev.selected("reads") ||
+		ev.sseTypes != "pipeline_run.status_changed,block_run.status_changed" {
+		t.Fatalf("event scenario flags: %+v, %v", ev, err)
+	}
 }
 
 func TestParseFlagsTargetMode(t *testing.T) {
@@ -78,6 +89,11 @@ func TestParseFlagsErrors(t *testing.T) {
 		{[]string{"--env", "RUNYARD_EXECUTOR_WORKERS"}, []string{"want RUNYARD_NAME=value"}},
 		{append([]string{"--env", "RUNYARD_EXECUTOR_WORKERS=64"}, target...), []string{"target mode starts nothing"}},
 		{[]string{"--no-such-flag"}, []string{"no-such-flag"}},
+		{[]string{"--sse-clients", "-1", "--sse-rate", "0", "--webhook-rate", "5000"}, []string{"--sse-clients -1", "--sse-rate 0", "--webhook-rate 5000"}},
+		{[]string{"--sse-duration", "0s", "--sse-types", "a b"}, []string{"--sse-duration 0s", `--sse-types "a b"`}},
+		{[]string{"--scenarios", "events,nope"}, []string{`"nope" is not one of probe`}},
+		{append([]string{"--sse-clients", "10", "--scenarios", "reads"}, target...), []string{"--sse-clients: the event scenarios run only", "--scenarios: the event scenarios"}},
+		{[]string{"--env", "RUNYARD_CONNECTOR_ALLOW_PRIVATE=false"}, []string{"RUNYARD_CONNECTOR_ALLOW_PRIVATE is set by the tool"}},
 	}
 	for _, c := range cases {
 		_, err := parseFlags(c.args, io.Discard)

@@ -210,3 +210,28 @@ func (s *sampler) stop() (usage, error) {
 }
 
 func mb(bytes int64) float64 { return float64(bytes) / (1 << 20) }
+
+// readWriteSyscalls returns how many write system calls pid has made (syscw in
+// /proc/<pid>/io): the fan-out scenarios report it per delivered event, the measure of how
+// well a relay batches.
+func readWriteSyscalls(pid int) (uint64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/io", pid))
+	if err != nil {
+		return 0, fmt.Errorf("read write syscalls: %w", err)
+	}
+	return parseSyscw(string(b))
+}
+
+func parseSyscw(io string) (uint64, error) {
+	sc := bufio.NewScanner(strings.NewReader(io))
+	for sc.Scan() {
+		if rest, ok := strings.CutPrefix(sc.Text(), "syscw:"); ok {
+			n, err := strconv.ParseUint(strings.TrimSpace(rest), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("syscw %q: %w", rest, err)
+			}
+			return n, nil
+		}
+	}
+	return 0, errors.New("no syscw line")
+}

@@ -37,6 +37,8 @@ type results struct {
 	Throughput []rateStep           `json:"throughput_steps,omitempty"`
 	ThruSum    *throughputSummary   `json:"throughput,omitempty"`
 	Reads      *readsResult         `json:"reads,omitempty"`
+	SSEFanout  *fanoutResult        `json:"sse_fanout,omitempty"`
+	Webhook    *webhookResult       `json:"webhook_delivery,omitempty"`
 	EndRSS     int64                `json:"end_rss_bytes,omitempty"`
 	Shutdown   string               `json:"shutdown,omitempty"`
 	RunyardLog *logSummary          `json:"runyard_log,omitempty"`
@@ -117,6 +119,8 @@ var (
 	goalEfficiency    = atLeast(50)
 	goalIdleRSS       = atMost(80)
 	goalThroughputRSS = atMost(300)
+	goalSSEP99        = atMost(100) // at 1,000 clients or more
+	goalNoneLost      = atMost(0)
 )
 
 // run is the whole tool: parse flags, run the scenarios, print the table, write the JSON.
@@ -136,6 +140,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		"trigger_duration": opts.duration.String(), "step_duration": opts.stepDuration.String(), "e2e_runs": opts.runs,
 		"read_runs": opts.readRuns, "read_requests": opts.readRequests, "clients": opts.clients, "rates": opts.rates,
 		"probe_window": opts.probeWindow.String(), "build_budget": opts.buildBudget.String(), "server_env": opts.serverEnv,
+		"sse_clients": opts.sseClients, "sse_rate": opts.sseRate, "sse_duration": opts.sseDuration.String(), "sse_types": opts.sseTypes,
+		"webhook_rate": opts.webhookRate, "webhook_duration": opts.webhookDuration.String(),
 	}
 	log := &progress{w: stdout, t0: time.Now()}
 	log.printf("runyard-bench, profile %s, on %d CPUs (%s)", opts.profile, res.Machine.NProc, res.Machine.CPUModel)
@@ -200,27 +206,16 @@ func runStandalone(ctx context.Context, opts options, res *results, log *progres
 		return err
 	}
 	// 1. The stack probe, before anything else runs on the machine.
-	log.printf("stack probe: JetStream and the SQLite store in this process, %s per measurement", opts.probeWindow)
-	probe, perr := probeStack(ctx, opts.probeWindow)
-	if perr != nil {
-		res.Problems = append(res.Problems, "stack probe: "+perr.Error())
-		res.Rows = append(res.Rows, failedRow("stack probe", "JetStream and store", "", nil, perr))
-	} else {
-		res.Probe = &probe
-		res.Rows = append(res.Rows,
-			newRow("stack probe", "JS publish, sync ack + msg id", probe.PublishPerSec, "msgs/s", nil),
-			newRow("stack probe", "JS pull consume + ack", probe.ConsumePerSec, "msgs/s", nil),
-			newRow("stack probe", "store CreateRun", probe.RunInsertsPerSec, "inserts/s", nil),
-			newRow("stack probe", "store CreateBlockRuns (3)", probe.BlockInsertTxPerS, "tx/s", nil),
-			newRow("stack probe", "store UpdateRun", probe.RunUpdatesPerSec, "updates/s", nil),
-			newRow("stack probe", "store UpdateBlockRun", probe.BlockUpdatesPerSec, "updates/s", nil),
-		)
+	if opts.selected("probe") {
+		if err := scenarioProbe(ctx, opts, res, log); err != nil {
+			return err
+		}
 	}
-	if err := ctx.Err(); err != nil {
-		return err
+	// 2. The server, which inherits the raised limit: the fan-out scenario holds a descriptor
+	// per client on each side.
+	if _, err := raiseFDLimit(); err != nil {
+		res.Problems = append(res.Problems, err.Error())
 	}
-
-	// 2. The server.
 	log.printf("starting %s standalone", opts.binary)
 	srv, err := startServer(ctx, opts.binary, opts.serverEnv)
 	for try := 1; err != nil && isPortRace(err) && try < 3 && ctx.Err() == nil; try++ {
@@ -271,38 +266,40 @@ func runStandalone(ctx context.Context, opts options, res *results, log *progres
 	b := &bench{opts: opts, log: log, cl: cl, srv: srv}
 
 	// 3. What a run costs, and the bound it implies.
-	const costRuns = 20
-	log.printf("counting JetStream messages and store writes over %d runs", costRuns)
-	costs, cerr := countRunCosts(ctx, srv, cl, nc, costRuns)
-	if cerr != nil {
-		res.Problems = append(res.Problems, "per-run costs: "+cerr.Error())
-		res.Rows = append(res.Rows, failedRow("per-run cost", "messages and writes", "", nil, cerr))
-	} else {
-		res.Costs = &costs
-		res.Rows = append(res.Rows,
-			newRow("per-run cost", "JetStream messages (cmd+work+evt)", costs.Published, "msgs", nil),
-			newRow("per-run cost", "  consumed + acked (cmd+work)", costs.Consumed, "msgs", nil),
-			newRow("per-run cost", "  new subjects in RUNYARD_EVT", costs.EventSubjects, "subjects", nil),
-			newRow("per-run cost", "  bytes stored in RUNYARD_EVT", costs.EventBytes, "bytes", nil),
-			newRow("per-run cost", "store writes (events)", costs.StoreWrites, "writes", nil),
-		)
-		if costs.StoreWritesFromFile > 0 {
-			res.Rows = append(res.Rows, newRow("per-run cost", "store writes (db file check)", costs.StoreWritesFromFile, "writes", nil))
-		}
-		log.printf("  per run: %.0f cmd + %.0f work + %.0f event messages; %.0f store writes (%.0f run insert, %.0f block-run insert tx, %.0f run updates, %.0f block-run updates); file check: %s",
-			costs.CmdMessages, costs.WorkMessages, costs.EventMessages, costs.StoreWrites, costs.RunInserts, costs.BlockInsertTx, costs.RunUpdates, costs.BlockUpdates, costs.FileCheck)
-		if res.Probe != nil {
-			bd, berr := computeBound(*res.Probe, costs)
-			if berr != nil {
-				res.Problems = append(res.Problems, "bound: "+berr.Error())
-			} else {
-				res.Bound = &bd
-				res.Rows = append(res.Rows,
-					newRow("bound", "JetStream bound", bd.JetStreamRunsPerSec, "runs/s", nil),
-					newRow("bound", "store bound", bd.StoreRunsPerSec, "runs/s", nil),
-					newRow("bound", "upper bound (min)", bd.RunsPerSec, "runs/s", nil),
-					newRow("bound", "  if not in parallel (sum)", bd.SerialRunsPerSec, "runs/s", nil),
-				)
+	if opts.selected("costs") {
+		const costRuns = 20
+		log.printf("counting JetStream messages and store writes over %d runs", costRuns)
+		costs, cerr := countRunCosts(ctx, srv, cl, nc, costRuns)
+		if cerr != nil {
+			res.Problems = append(res.Problems, "per-run costs: "+cerr.Error())
+			res.Rows = append(res.Rows, failedRow("per-run cost", "messages and writes", "", nil, cerr))
+		} else {
+			res.Costs = &costs
+			res.Rows = append(res.Rows,
+				newRow("per-run cost", "JetStream messages (cmd+work+evt)", costs.Published, "msgs", nil),
+				newRow("per-run cost", "  consumed + acked (cmd+work)", costs.Consumed, "msgs", nil),
+				newRow("per-run cost", "  new subjects in RUNYARD_EVT", costs.EventSubjects, "subjects", nil),
+				newRow("per-run cost", "  bytes stored in RUNYARD_EVT", costs.EventBytes, "bytes", nil),
+				newRow("per-run cost", "store writes (events)", costs.StoreWrites, "writes", nil),
+			)
+			if costs.StoreWritesFromFile > 0 {
+				res.Rows = append(res.Rows, newRow("per-run cost", "store writes (db file check)", costs.StoreWritesFromFile, "writes", nil))
+			}
+			log.printf("  per run: %.0f cmd + %.0f work + %.0f event messages; %.0f store writes (%.0f run insert, %.0f block-run insert tx, %.0f run updates, %.0f block-run updates); file check: %s",
+				costs.CmdMessages, costs.WorkMessages, costs.EventMessages, costs.StoreWrites, costs.RunInserts, costs.BlockInsertTx, costs.RunUpdates, costs.BlockUpdates, costs.FileCheck)
+			if res.Probe != nil {
+				bd, berr := computeBound(*res.Probe, costs)
+				if berr != nil {
+					res.Problems = append(res.Problems, "bound: "+berr.Error())
+				} else {
+					res.Bound = &bd
+					res.Rows = append(res.Rows,
+						newRow("bound", "JetStream bound", bd.JetStreamRunsPerSec, "runs/s", nil),
+						newRow("bound", "store bound", bd.StoreRunsPerSec, "runs/s", nil),
+						newRow("bound", "upper bound (min)", bd.RunsPerSec, "runs/s", nil),
+						newRow("bound", "  if not in parallel (sum)", bd.SerialRunsPerSec, "runs/s", nil),
+					)
+				}
 			}
 		}
 	}
@@ -322,20 +319,60 @@ func runStandalone(ctx context.Context, opts options, res *results, log *progres
 	defer b.tr.unsubscribe()
 
 	// 4. e2e latency, on the quiet system.
-	if err := scenarioLatency(ctx, b, res); err != nil {
-		return err
+	if opts.selected("latency") {
+		if err := scenarioLatency(ctx, b, res); err != nil {
+			return err
+		}
+		if err := b.serverErr(); err != nil {
+			return err
+		}
 	}
-	if err := b.serverErr(); err != nil {
-		return err
+	// 5. Event fan-out, on the still quiet system.
+	if opts.selected("events") {
+		if err := scenarioSSE(ctx, b, nc, res); err != nil {
+			return err
+		}
+		if err := scenarioWebhook(ctx, b, nc, res); err != nil {
+			return err
+		}
+		if err := b.serverErr(); err != nil {
+			return err
+		}
 	}
-	// 5. Trigger.
-	if err := scenarioTrigger(ctx, b, res); err != nil {
-		return err
+	// 6. Trigger.
+	if opts.selected("trigger") {
+		if err := scenarioTrigger(ctx, b, res); err != nil {
+			return err
+		}
+		if err := b.serverErr(); err != nil {
+			return err
+		}
 	}
-	if err := b.serverErr(); err != nil {
-		return err
+	// 7. Throughput.
+	if opts.selected("throughput") {
+		if err := scenarioThroughput(ctx, b, res); err != nil {
+			return err
+		}
 	}
-	// 6. Throughput.
+	res.Rows = append(res.Rows, newRow("machine", "other processes' CPU, worst load window", maxOthersCPU(res), "%", nil))
+	// 8. Reads.
+	if opts.selected("reads") {
+		if err := scenarioReads(ctx, b, res, true); err != nil {
+			return err
+		}
+		if err := b.serverErr(); err != nil {
+			return err
+		}
+	}
+	if rss, err := readRSS(srv.pid()); err == nil {
+		res.EndRSS = rss
+		res.Rows = append(res.Rows, newRow("end", "RSS after the load, runs drained", mb(rss), "MB", nil))
+	}
+	return nil
+}
+
+func scenarioThroughput(ctx context.Context, b *bench, res *results) error {
+	log, opts := b.log, b.opts
 	log.printf("e2e throughput: open-loop arrivals at %v runs/s, %s each", opts.rates, opts.stepDuration)
 	steps, terr := b.throughput(ctx)
 	res.Throughput = steps
@@ -369,22 +406,7 @@ func runStandalone(ctx context.Context, opts options, res *results, log *progres
 		}
 	}
 
-	if err := b.serverErr(); err != nil {
-		return err
-	}
-	res.Rows = append(res.Rows, newRow("machine", "other processes' CPU, worst load window", maxOthersCPU(res), "%", nil))
-	// 7. Reads.
-	if err := scenarioReads(ctx, b, res, true); err != nil {
-		return err
-	}
-	if err := b.serverErr(); err != nil {
-		return err
-	}
-	if rss, err := readRSS(srv.pid()); err == nil {
-		res.EndRSS = rss
-		res.Rows = append(res.Rows, newRow("end", "RSS after the load, runs drained", mb(rss), "MB", nil))
-	}
-	return nil
+	return b.serverErr()
 }
 
 // runTarget measures an already running Mage-compatible server through its API only.
@@ -546,4 +568,122 @@ func maxOthersCPU(res *results) float64 {
 		m = max(m, othersCPU(st.Usage, st.ClientUsage))
 	}
 	return m
+}
+
+func scenarioSSE(ctx context.Context, b *bench, nc *nats.Conn, res *results) error {
+	o := b.opts
+	if o.sseClients == 0 {
+		return nil
+	}
+	filter := "every event of the space"
+	if o.sseTypes != "" {
+		filter = "type=" + o.sseTypes
+	}
+	b.log.printf("sse fan-out: %d clients on the default space's stream (%s), %g runs/s for %s", o.sseClients, filter, o.sseRate, o.sseDuration)
+	fr, err := b.sseFanout(ctx, nc, o.sseClients, o.sseRate, o.sseDuration, o.sseTypes)
+	res.SSEFanout = &fr
+	sc := fmt.Sprintf("sse fan-out, %d clients", o.sseClients)
+	var gP99 *goal
+	if o.sseClients >= 1000 {
+		gP99 = goalSSEP99
+	}
+	if fr.Pairs == 0 {
+		if err == nil {
+			err = errors.New("no status event was delivered")
+		}
+		res.Rows = append(res.Rows, failedRow(sc, "delivery p99", "ms", gP99, err))
+		res.Problems = append(res.Problems, "sse fan-out: "+err.Error())
+		return ctx.Err()
+	}
+	if err != nil {
+		res.Problems = append(res.Problems, "sse fan-out: "+err.Error())
+	}
+	if fr.FirstError != "" {
+		res.Problems = append(res.Problems, "sse fan-out: "+fr.FirstError)
+	}
+	res.Rows = append(res.Rows,
+		newRow(sc, "clients connected", float64(fr.Connected), "", nil),
+		newRow(sc, "status events × clients", float64(fr.Pairs), "", nil),
+		newRow(sc, "delivery p50 (occurred_at → client)", ms(fr.Latency.P50), "ms", nil),
+		newRow(sc, "delivery p99", ms(fr.Latency.P99), "ms", gP99),
+		newRow(sc, "delivery max", ms(fr.Latency.Max), "ms", nil),
+		newRow(sc, "  publish p50 (occurred_at → NATS)", ms(fr.Publish.P50), "ms", nil),
+		newRow(sc, "  publish p99", ms(fr.Publish.P99), "ms", nil),
+		newRow(sc, "  relay p50 (NATS → client)", ms(fr.Relay.P50), "ms", nil),
+		newRow(sc, "  relay p99", ms(fr.Relay.P99), "ms", nil),
+		newRow(sc, "events lost (client, event)", float64(fr.Lost), "", goalNoneLost),
+		newRow(sc, "duplicates", float64(fr.Duplicated), "", goalNoneLost),
+		newRow(sc, "runyard writes per event per client", fr.WritesPerPair, "x", nil),
+		newRow(sc, "runyard CPU per 1,000 deliveries", fr.CPUPerKPairs, "ms", nil),
+		newRow(sc, "this tool's CPU (the clients)", fr.ClientUsage.CPUPercent, "%", nil),
+		newRow(sc, "runyard CPU", fr.Usage.CPUPercent, "%", nil),
+		newRow(sc, "runyard RSS before the clients", mb(fr.RSSBefore), "MB", nil),
+		newRow(sc, "runyard RSS, clients connected", mb(fr.RSSConnected), "MB", nil),
+		newRow(sc, "runyard peak RSS in the window", mb(fr.Usage.PeakRSS), "MB", nil),
+		newRow(sc, "other processes' CPU", othersCPU(fr.Usage, fr.ClientUsage), "%", nil),
+	)
+	b.log.printf("  %d runs, %d status events to %d clients: p50 %.1f ms, p99 %.1f ms, max %.1f ms (publish p50 %.1f ms, p99 %.1f ms; relay p50 %.1f ms, p99 %.1f ms); lost %d, duplicated %d, overflows %d; %.2f writes per event and client, %.1f ms of runyard CPU per 1,000; CPU: runyard %.0f%%, this tool %.0f%%, others %.0f%%; runyard RSS %.0f → %.0f MB (peak %.0f)",
+		fr.Runs, fr.Events, fr.Connected, ms(fr.Latency.P50), ms(fr.Latency.P99), ms(fr.Latency.Max), ms(fr.Publish.P50), ms(fr.Publish.P99), ms(fr.Relay.P50), ms(fr.Relay.P99),
+		fr.Lost, fr.Duplicated, fr.Overflows, fr.WritesPerPair, fr.CPUPerKPairs, fr.Usage.CPUPercent, fr.ClientUsage.CPUPercent, othersCPU(fr.Usage, fr.ClientUsage),
+		mb(fr.RSSBefore), mb(fr.RSSConnected), mb(fr.Usage.PeakRSS))
+	return ctx.Err()
+}
+
+func scenarioWebhook(ctx context.Context, b *bench, nc *nats.Conn, res *results) error {
+	o := b.opts
+	if o.webhookDuration == 0 {
+		return nil
+	}
+	b.log.printf("webhook delivery: one webhook for the default space's run status events, a receiver on loopback, %g runs/s for %s", o.webhookRate, o.webhookDuration)
+	wr, err := b.webhookDelivery(ctx, nc, o.webhookRate, o.webhookDuration)
+	res.Webhook = &wr
+	const sc = "webhook delivery"
+	if wr.Received == 0 {
+		if err == nil {
+			err = errors.New("no delivery received")
+		}
+		res.Rows = append(res.Rows, failedRow(sc, "delivery p50, p99", "ms", nil, err))
+		res.Problems = append(res.Problems, "webhook delivery: "+err.Error())
+		return ctx.Err()
+	}
+	if err != nil {
+		res.Problems = append(res.Problems, "webhook delivery: "+err.Error())
+	}
+	if wr.FirstError != "" {
+		res.Problems = append(res.Problems, "webhook delivery: "+wr.FirstError)
+	}
+	res.Rows = append(res.Rows,
+		newRow(sc, "status events delivered", float64(wr.Received), "", nil),
+		newRow(sc, "delivery p50 (occurred_at → receiver)", ms(wr.Latency.P50), "ms", nil),
+		newRow(sc, "delivery p99", ms(wr.Latency.P99), "ms", nil),
+		newRow(sc, "delivery max", ms(wr.Latency.Max), "ms", nil),
+		newRow(sc, "  publish p50 (occurred_at → NATS)", ms(wr.Publish.P50), "ms", nil),
+		newRow(sc, "lost", float64(wr.Lost), "", nil),
+		newRow(sc, "duplicated", float64(wr.Duplicated), "", nil),
+		newRow(sc, "bad signatures", float64(wr.BadSig), "", nil),
+	)
+	b.log.printf("  %d runs, %d of %d status events delivered: p50 %.1f ms, p99 %.1f ms, max %.1f ms; lost %d, duplicated %d, bad signatures %d; runyard CPU %.0f%%",
+		wr.Runs, wr.Received, wr.Events, ms(wr.Latency.P50), ms(wr.Latency.P99), ms(wr.Latency.Max), wr.Lost, wr.Duplicated, wr.BadSig, wr.Usage.CPUPercent)
+	return ctx.Err()
+}
+
+// scenarioProbe measures JetStream and the store in this process.
+func scenarioProbe(ctx context.Context, opts options, res *results, log *progress) error {
+	log.printf("stack probe: JetStream and the SQLite store in this process, %s per measurement", opts.probeWindow)
+	probe, perr := probeStack(ctx, opts.probeWindow)
+	if perr != nil {
+		res.Problems = append(res.Problems, "stack probe: "+perr.Error())
+		res.Rows = append(res.Rows, failedRow("stack probe", "JetStream and store", "", nil, perr))
+	} else {
+		res.Probe = &probe
+		res.Rows = append(res.Rows,
+			newRow("stack probe", "JS publish, sync ack + msg id", probe.PublishPerSec, "msgs/s", nil),
+			newRow("stack probe", "JS pull consume + ack", probe.ConsumePerSec, "msgs/s", nil),
+			newRow("stack probe", "store CreateRun", probe.RunInsertsPerSec, "inserts/s", nil),
+			newRow("stack probe", "store CreateBlockRuns (3)", probe.BlockInsertTxPerS, "tx/s", nil),
+			newRow("stack probe", "store UpdateRun", probe.RunUpdatesPerSec, "updates/s", nil),
+			newRow("stack probe", "store UpdateBlockRun", probe.BlockUpdatesPerSec, "updates/s", nil),
+		)
+	}
+	return ctx.Err()
 }

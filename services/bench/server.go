@@ -60,6 +60,7 @@ func startServer(ctx context.Context, binary string, extraEnv []string) (*server
 		"RUNYARD_DATA_DIR="+dataDir,
 		"RUNYARD_ADMIN_API_KEY="+benchAdminKey,
 		"RUNYARD_LOG_LEVEL=warn",
+		"RUNYARD_CONNECTOR_ALLOW_PRIVATE=true",
 	)
 	logs := newLogWatch(20, 40)
 	cmd.Stdout, cmd.Stderr = logs, logs

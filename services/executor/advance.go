@@ -101,6 +101,12 @@ func (e *Executor) advance(ctx context.Context, id int64) error {
 		if r.Status.Terminal() {
 			return run.ErrNoChange
 		}
+		if plan.RunStatus != run.StatusCompleted && timedOut(r, now) {
+			// Its blocks ended because the run timed out (timeOut cancels them before it
+			// ends the run): the run ends as its timeout says.
+			timedOutEnd(r, now)
+			return nil
+		}
 		r.Status, r.CompletedAt = plan.RunStatus, &now
 		return nil
 	})

@@ -210,6 +210,9 @@ func (g *Gateway) createBackfill(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := nativeOnly(p, "backfill"); err != nil {
+		return err
+	}
 	f, err := decodeBackfill(c)
 	if err != nil {
 		return err

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -242,23 +241,9 @@ func (g *Gateway) createConnector(c *fiber.Ctx) error {
 
 // listConnectors answers GET .../orchestration/connectors, for any member.
 func (g *Gateway) listConnectors(c *fiber.Ctx) error {
-	slug, _, err := g.inSpace(c, access.RoleViewer)
-	if err != nil {
-		return err
-	}
-	p, err := readListPage(c)
-	if err != nil {
-		return err
-	}
-	cs, total, err := g.store.ListConnectors(c.UserContext(), connector.ConnectorFilter{Space: slug}, p.Store())
-	if err != nil {
-		return err
-	}
-	out := make([]qConnector, len(cs))
-	for i := range cs {
-		out[i] = presentConnector(&cs[i])
-	}
-	return writeList(c, p, out, total)
+	return listSpaceRecords(g, c, access.RoleViewer, func(ctx context.Context, space string, pg store.Page) ([]connector.Connector, int64, error) {
+		return g.store.ListConnectors(ctx, connector.ConnectorFilter{Space: space}, pg)
+	}, presentConnector)
 }
 
 // loadConnector returns the connector of the path in space.
@@ -329,17 +314,7 @@ func (g *Gateway) updateConnector(c *fiber.Ctx) error {
 // deleteConnector answers DELETE .../orchestration/connectors/:connector_id, for a space
 // admin: 204. The pipelines and runs it mirrored stay.
 func (g *Gateway) deleteConnector(c *fiber.Ctx) error {
-	slug, _, err := g.inSpace(c, access.RoleAdmin)
-	if err != nil {
-		return err
-	}
-	id := c.Params("connector_id")
-	if err := g.store.DeleteConnector(c.UserContext(), slug, id); errors.Is(err, store.ErrNotFound) {
-		return qNotFound("connector %s not found", id)
-	} else if err != nil {
-		return err
-	}
-	return c.SendStatus(http.StatusNoContent)
+	return deleteSpaceRecord(g, c, access.RoleAdmin, "connector_id", "connector", g.store.DeleteConnector)
 }
 
 // connectorTestResult is the answer of a connection test.
@@ -526,7 +501,7 @@ func (g *Gateway) triggerAirflow(c *fiber.Ctx, p *pipeline.Pipeline, body trigge
 	if len(key) > maxIdempotencyKey {
 		return errBadRequest("the Idempotency-Key header must be at most %d characters", maxIdempotencyKey)
 	}
-	var lookup func(context.Context, string) (*command.Reply, error)
+	var lookup commandLookup
 	if key != "" {
 		id, lookup = command.IdempotentID(p.Space, "orchestration/pipeline/"+p.UUID+"/trigger", key), g.commandOutcome
 	}
@@ -539,19 +514,9 @@ func (g *Gateway) triggerAirflow(c *fiber.Ctx, p *pipeline.Pipeline, body trigge
 	if err != nil {
 		return err
 	}
-	reply, err := g.send(c.UserContext(), env, lookup)
-	if err != nil {
+	res, err := g.sendRunCommand(c, env, lookup)
+	if res == nil || err != nil {
 		return err
-	}
-	if reply == nil {
-		return g.accepted(c, env)
-	}
-	if reply.Status != command.ReplySucceeded {
-		return replyError(reply)
-	}
-	var res command.RunResult
-	if err := json.Unmarshal(reply.Result, &res); err != nil {
-		return fmt.Errorf("gateway: decode result of %s: %w", reply.CommandID, err)
 	}
 	return c.Status(http.StatusCreated).JSON(runWithTasks(&res.Run, res.BlockRuns))
 }

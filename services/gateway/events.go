@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"errors"
@@ -34,6 +33,11 @@ import (
 // its space, up to the hub's position when it registered, and then continues with the live
 // events after that position. Stream sequences decide what was sent, so the switch from
 // catch-up to live repeats and skips nothing.
+//
+// A relay to many clients costs mostly system calls, so each event is encoded once as the
+// message every client is sent, and each stream writes on its own connection (taken over from
+// the HTTP server) whatever has queued for it in one write, pacing its writes slightly so
+// that a burst of events shares one.
 
 // EventSource is what the event relay needs from JetStream.
 type EventSource interface {
@@ -93,14 +97,27 @@ func (g *Gateway) stopEvents() {
 }
 
 // hubEvent is one event as the hub keeps it: the subject's tokens it filters on, and the
-// payload as stored.
+// message as every client is sent it, encoded once and shared by all of them.
 type hubEvent struct {
 	seq      uint64
 	space    string // encoded subject token
 	pipeline string // encoded subject token, empty when the kind names none
 	runID    string
 	typ      string
-	data     []byte
+	frame    []byte // "id: …\nevent: …\ndata: …\n\n"; never written to
+}
+
+// sseFrame encodes one event as a Server-Sent Events message. The payload is compact JSON,
+// so it holds no line break and fits one data line.
+func sseFrame(seq uint64, typ string, data []byte) []byte {
+	b := make([]byte, 0, len(data)+len(typ)+40)
+	b = append(b, "id: "...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, "\nevent: "...)
+	b = append(b, typ...)
+	b = append(b, "\ndata: "...)
+	b = append(b, data...)
+	return append(b, "\n\n"...)
 }
 
 func parseHubEvent(m natsbus.EventMsg) (*hubEvent, bool) {
@@ -120,7 +137,7 @@ func parseHubEvent(m natsbus.EventMsg) (*hubEvent, bool) {
 		}
 		typ = head.Type
 	}
-	return &hubEvent{seq: m.Seq, space: s.Space, pipeline: s.Pipeline(), runID: s.RunID(), typ: typ, data: m.Data}, true
+	return &hubEvent{seq: m.Seq, space: s.Space, pipeline: s.Pipeline(), runID: s.RunID(), typ: typ, frame: sseFrame(m.Seq, typ, m.Data)}, true
 }
 
 // typeOfSubject is the event type the subject scheme implies, empty when it implies none.
@@ -194,6 +211,9 @@ type hub struct {
 	head    int // index of the oldest event in ring once it is full
 	clients map[string]map[*sseClient]struct{}
 	closed  bool
+	// streams counts the streams being served: they run on connections taken from the HTTP
+	// server, whose shutdown does not wait for them, so close does.
+	streams sync.WaitGroup
 
 	unfollow func()
 }
@@ -249,9 +269,9 @@ func (h *hub) deliver(m natsbus.EventMsg) {
 	}
 }
 
-// register adds a client. For a client resuming after sequence after, it returns the kept
-// events it missed, or catchUp true and until: the client reads the stream up to until, and
-// the hub delivers everything after until.
+// register adds a client and counts its stream until streamDone. For a client resuming after
+// sequence after, it returns the kept events it missed, or catchUp true and until: the client
+// reads the stream up to until, and the hub delivers everything after until.
 func (h *hub) register(c *sseClient, resume bool, after uint64) (backlog []*hubEvent, catchUp bool, until uint64, err error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -264,6 +284,7 @@ func (h *hub) register(c *sseClient, resume bool, after uint64) (backlog []*hubE
 		h.clients[c.filter.space] = set
 	}
 	set[c] = struct{}{}
+	h.streams.Add(1)
 	if !resume || after >= h.last {
 		return nil, false, h.last, nil
 	}
@@ -277,6 +298,14 @@ func (h *hub) register(c *sseClient, resume bool, after uint64) (backlog []*hubE
 		}
 	}
 	return backlog, false, h.last, nil
+}
+
+func (h *hub) streamDone() { h.streams.Done() }
+
+func (h *hub) isClosed() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.closed
 }
 
 func (h *hub) unregister(c *sseClient) {
@@ -310,6 +339,17 @@ func (h *hub) close() {
 	h.mu.Unlock()
 	h.unfollow()
 	h.stop()
+	// Each stream writes its last bytes under a deadline of at most a second; waiting for
+	// them lets the process exit with every stream ended cleanly.
+	done := make(chan struct{})
+	go func() {
+		h.streams.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+	}
 }
 
 // streamEvents answers GET /api/v1.0/spaces/:slug/orchestration/events.
@@ -332,124 +372,296 @@ func (g *Gateway) streamEvents(c *fiber.Ctx) error {
 	if h == nil {
 		return &apiError{Status: http.StatusServiceUnavailable, Message: "the event relay is not running"}
 	}
-	cl := &sseClient{filter: filter, ch: make(chan *hubEvent, h.cfg.ClientBuffer), done: make(chan struct{})}
-	// Registering before the response starts means that once a client has the response
-	// headers, it misses no event published afterwards.
-	backlog, catchUp, until, err := h.register(cl, resume, after)
-	if err != nil {
+	if h.isClosed() {
 		return &apiError{Status: http.StatusServiceUnavailable, Message: "the gateway is shutting down"}
 	}
-	var from natsbus.EventFrom
-	switch {
-	case resume && catchUp:
-		from = natsbus.EventFrom{After: after}
-	case !resume && !since.IsZero():
-		from, catchUp = natsbus.EventFrom{Since: since}, true
-	}
-	conn := c.Context().Conn()
+	c.Status(http.StatusOK)
 	c.Set(fiber.HeaderContentType, "text/event-stream")
 	c.Set(fiber.HeaderCacheControl, "no-cache")
 	c.Set("X-Accel-Buffering", "no")
-	c.Context().SetBodyStreamWriter(func(w *bufio.Writer) {
-		defer h.unregister(cl)
-		s := &sseStream{w: w, conn: conn, stall: h.cfg.WriteStall, sent: after}
-		s.run(h, cl, catchUp, from, until, backlog)
+	resp := &c.Context().Response.Header
+	resp.SetContentLength(-1) // chunked
+	// The connection ends with the stream: it was taken from the server, which can no longer
+	// serve another request on it.
+	resp.SetConnectionClose()
+	if c.Method() == fiber.MethodHead {
+		return nil // the headers only: no stream, no registration
+	}
+	head := append([]byte(nil), resp.Header()...)
+	cl := &sseClient{filter: filter, ch: make(chan *hubEvent, h.cfg.ClientBuffer), done: make(chan struct{})}
+	s := &sseStream{h: h, cl: cl, conn: c.Context().Conn(), stall: h.cfg.WriteStall}
+	// The stream takes the connection over once this handler returns, and writes the response
+	// itself: one write per batch of events, of any size, straight from its own goroutine
+	// (fasthttp's streamed bodies go through a pipe, a second goroutine and 4 KiB chunks).
+	c.Context().HijackSetNoResponse(true)
+	c.Context().Hijack(func(net.Conn) {
+		s.serve(head, resume, after, since)
 	})
 	return nil
 }
 
-// sseStream writes one client's stream.
+// sseStream is one client's stream.
 type sseStream struct {
-	w     *bufio.Writer
+	h     *hub
+	cl    *sseClient
 	conn  net.Conn
 	stall time.Duration
-	sent  uint64 // sequence of the last event written
-	err   error
+	beat  *time.Ticker
+
+	sent  uint64 // sequence of the last event queued
+	until uint64 // the live events start after it
+	// pending holds the bytes queued for the client, in order; event frames are the hub's
+	// shared bytes, copied only into the write buffer.
+	pending [][]byte
+	queued  int
+	out     []byte // the chunk being written
+	backlog []*hubEvent
+	live    bool // catch-up and backlog are queued; events now come from the hub
+	ending  bool // nothing more after pending
+
+	catchUp    chan *hubEvent // events read from the stream; closed when the read ends
+	catchErr   error          // why the catch-up read ended, once catchUp is closed
+	stopCatch  context.CancelFunc
+	deadlineAt time.Time // when the connection's write deadline was last moved
+	lastWrite  time.Time // when live events were last written
 }
 
-func (s *sseStream) run(h *hub, cl *sseClient, catchUp bool, from natsbus.EventFrom, until uint64, backlog []*hubEvent) {
-	s.printf("retry: 1000\n: connected\n\n")
-	s.flush()
-	if catchUp {
-		err := h.src.ReadEvents(h.ctx, natsbus.SpaceEventsFilter(cl.filter.space), from, until, func(m natsbus.EventMsg) error {
-			if e, ok := parseHubEvent(m); ok && cl.filter.match(e) {
-				s.event(e)
+// Stream tuning. batchBytes bounds what one write takes from the client's buffer.
+//
+// flushPace spaces a client's writes of live events: an event that finds the client written
+// to less than flushPace ago waits out the rest of it, and the events that arrive meanwhile
+// go out in the same write, unless events are already waiting. A run's events come in bursts a few milliseconds apart, and on
+// loopback one write costs more CPU than queueing an event for a thousand clients, so pacing
+// cuts the relay's CPU; an event arriving after a quiet moment is written at once.
+const (
+	batchBytes = 64 << 10
+	flushPace  = 5 * time.Millisecond
+)
+
+var (
+	sseHello     = []byte("retry: 1000\n: connected\n\n")
+	sseHeartbeat = []byte(": heartbeat\n\n")
+)
+
+// serve runs the stream on the taken-over connection until the client goes, the hub ends
+// the stream, or the gateway shuts down.
+func (s *sseStream) serve(head []byte, resume bool, after uint64, since time.Time) {
+	// Registering before the response starts means that once a client has the response
+	// headers, it misses no event published afterwards.
+	backlog, catchUp, until, err := s.h.register(s.cl, resume, after)
+	if err != nil {
+		s.extendDeadline()
+		_, _ = s.conn.Write([]byte("HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
+		return
+	}
+	defer s.h.streamDone()
+	defer s.h.unregister(s.cl)
+	s.beat = time.NewTicker(s.h.cfg.Heartbeat)
+	defer s.beat.Stop()
+	s.sent, s.until, s.backlog = after, until, backlog
+	switch {
+	case resume && catchUp:
+		s.startCatchUp(natsbus.EventFrom{After: after})
+	case !resume && !since.IsZero():
+		s.startCatchUp(natsbus.EventFrom{Since: since})
+	}
+	if s.stopCatch != nil {
+		defer s.stopCatch()
+	}
+	s.out = append(s.out[:0], head...)
+	s.push(sseHello)
+	for {
+		if s.queued == 0 && !s.ending {
+			s.wait()
+			continue
+		}
+		if s.write() != nil {
+			return
+		}
+		if s.ending {
+			return
+		}
+	}
+}
+
+// write sends everything queued as one chunk, and the last chunk once the stream ends.
+func (s *sseStream) write() error {
+	if s.queued > 0 {
+		s.out = strconv.AppendInt(s.out, int64(s.queued), 16)
+		s.out = append(s.out, "\r\n"...)
+		for i, b := range s.pending {
+			s.out = append(s.out, b...)
+			s.pending[i] = nil
+		}
+		s.out = append(s.out, "\r\n"...)
+		s.pending, s.queued = s.pending[:0], 0
+	}
+	if s.ending {
+		s.out = append(s.out, "0\r\n\r\n"...)
+	}
+	s.extendDeadline()
+	_, err := s.conn.Write(s.out)
+	if s.live {
+		s.lastWrite = time.Now()
+	}
+	if cap(s.out) > batchBytes {
+		s.out = nil // let a long batch's buffer go
+	} else {
+		s.out = s.out[:0]
+	}
+	return err
+}
+
+// extendDeadline makes a client that takes no data for the stall time end its stream instead
+// of holding a goroutine and its buffers forever. Moving the deadline costs a runtime call,
+// so it moves at most once a second: a stall is detected after between stall − 1 s and stall.
+// A stream that ends gets a short deadline for its last write, so that a stalled client
+// does not hold up a shutdown.
+func (s *sseStream) extendDeadline() {
+	now := time.Now()
+	if s.ending {
+		_ = s.conn.SetWriteDeadline(now.Add(min(s.stall, time.Second)))
+		return
+	}
+	if now.Sub(s.deadlineAt) < time.Second {
+		return
+	}
+	s.deadlineAt = now
+	_ = s.conn.SetWriteDeadline(now.Add(s.stall))
+}
+
+// startCatchUp reads the events the hub no longer keeps, from the stream, up to until.
+func (s *sseStream) startCatchUp(from natsbus.EventFrom) {
+	ctx, cancel := context.WithCancel(s.h.ctx)
+	s.stopCatch = cancel
+	s.catchUp = make(chan *hubEvent, 256)
+	filter, until := s.cl.filter, s.until
+	go func() {
+		defer close(s.catchUp)
+		s.catchErr = s.h.src.ReadEvents(ctx, natsbus.SpaceEventsFilter(filter.space), from, until, func(m natsbus.EventMsg) error {
+			e, ok := parseHubEvent(m)
+			if !ok || !filter.match(e) {
+				return nil
 			}
-			if s.err == nil && s.w.Buffered() > 32<<10 {
-				s.flush()
+			select {
+			case s.catchUp <- e:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
 			}
-			return s.err
 		})
-		if err != nil && s.err == nil {
-			// The gap cannot be read (NATS is away, or the gateway stops): ending the stream
-			// lets the client resume later from the last event it got, with nothing skipped.
-			return
-		}
-	}
-	for _, e := range backlog {
-		s.event(e)
-	}
-	if until > s.sent {
-		// Everything up to until was considered; an id-only message moves the client's
-		// position there, so a reconnect resumes after it even when the filter matched none.
-		s.sent = until
-		s.printf("id: %d\n\n", until)
-	}
-	s.flush()
-	beat := time.NewTicker(h.cfg.Heartbeat)
-	defer beat.Stop()
-	for s.err == nil {
-		select {
-		case e := <-cl.ch:
-			s.event(e)
-			// Events that queued meanwhile go out in the same flush.
-		batch:
-			for n := 0; n < 256; n++ {
-				select {
-				case e := <-cl.ch:
-					s.event(e)
-				default:
-					break batch
-				}
-			}
-			s.flush()
-		case <-beat.C:
-			s.printf(": heartbeat\n\n")
-			s.flush()
-		case <-cl.done:
-			if cl.reason == endOverflow {
-				s.printf("event: overflow\ndata: {\"last_event_id\":\"%d\"}\n\n", s.sent)
-				s.flush()
-			}
-			return
-		}
-	}
+	}()
 }
 
+func (s *sseStream) push(b []byte) {
+	s.pending = append(s.pending, b)
+	s.queued += len(b)
+}
+
+// event queues e unless an earlier step already sent it.
 func (s *sseStream) event(e *hubEvent) {
-	if s.err != nil || e.seq <= s.sent {
+	if e.seq <= s.sent {
 		return
 	}
-	s.printf("id: %d\nevent: %s\ndata: %s\n\n", e.seq, e.typ, e.data)
 	s.sent = e.seq
+	s.push(e.frame)
 }
 
-func (s *sseStream) printf(format string, args ...any) {
-	if s.err == nil {
-		_, s.err = fmt.Fprintf(s.w, format, args...)
+// drain queues, without waiting, what ch holds, up to about batchBytes queued in all.
+func (s *sseStream) drain(ch <-chan *hubEvent) {
+	for s.queued < batchBytes {
+		select {
+		case e, ok := <-ch:
+			if !ok {
+				return
+			}
+			s.event(e)
+		default:
+			return
+		}
 	}
 }
 
-// flush sends what is buffered. The deadline makes a client that takes nothing end its
-// stream instead of holding this writer forever.
-func (s *sseStream) flush() {
-	if s.err != nil {
-		return
+// wait queues something for the client: the next events of the catch-up, live events, a
+// heartbeat, or the end of the stream.
+func (s *sseStream) wait() {
+	if s.catchUp != nil {
+		select {
+		case e, ok := <-s.catchUp:
+			if ok {
+				s.event(e)
+				s.drain(s.catchUp)
+				return
+			}
+			s.catchUp = nil
+			if s.catchErr != nil {
+				// The gap cannot be read (NATS is away, or the gateway stops): ending the
+				// stream lets the client resume later from the last event it got, with
+				// nothing skipped.
+				s.ending = true
+				return
+			}
+		case <-s.beat.C:
+			s.push(sseHeartbeat)
+			return
+		case <-s.cl.done:
+			s.end()
+			return
+		}
 	}
-	if s.conn != nil {
-		_ = s.conn.SetWriteDeadline(time.Now().Add(s.stall))
+	if !s.live {
+		for _, e := range s.backlog {
+			s.event(e)
+		}
+		s.backlog = nil
+		if s.until > s.sent {
+			// Everything up to until was considered; an id-only message moves the client's
+			// position there, so a reconnect resumes after it even when the filter matched
+			// none.
+			s.sent = s.until
+			s.push(fmt.Appendf(nil, "id: %d\n\n", s.until))
+		}
+		s.live = true
+		if s.queued > 0 {
+			return
+		}
 	}
-	s.err = s.w.Flush()
+	select {
+	case e := <-s.cl.ch:
+		s.event(e)
+		// Only a client that is keeping up waits: one with events queued is written to at
+		// once, so pacing never limits how fast a client can be sent a flood.
+		if d := flushPace - time.Since(s.lastWrite); d > 0 && len(s.cl.ch) == 0 && s.pause(d) {
+			s.end()
+			return
+		}
+		s.drain(s.cl.ch)
+	case <-s.beat.C:
+		s.push(sseHeartbeat)
+	case <-s.cl.done:
+		s.end()
+	}
+}
+
+// pause waits d for more events to batch. It reports whether the hub ended the stream
+// meanwhile.
+func (s *sseStream) pause(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return false
+	case <-s.cl.done:
+		return true
+	}
+}
+
+// end queues the last message of a stream the hub ended.
+func (s *sseStream) end() {
+	if s.cl.reason == endOverflow {
+		s.push(fmt.Appendf(nil, "event: overflow\ndata: {\"last_event_id\":\"%d\"}\n\n", s.sent))
+	}
+	s.ending = true
 }
 
 // eventQuery reads the stream's filters: pipeline_id, run_id and type, each a comma-separated

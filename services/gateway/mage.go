@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"strings"
 	"time"
 
@@ -54,6 +55,9 @@ type magePipeline struct {
 	Blocks            []mageBlock                 `json:"blocks"`
 	RetryConfig       *pipeline.RetryConfig       `json:"retry_config"`
 	ConcurrencyConfig *pipeline.ConcurrencyConfig `json:"concurrency_config"`
+	Tags              []string                    `json:"tags"`
+	Owners            []string                    `json:"owners"`
+	Provider          string                      `json:"provider"`
 	CreatedAt         mageTime                    `json:"created_at"`
 	UpdatedAt         mageTime                    `json:"updated_at"`
 }
@@ -86,7 +90,9 @@ func presentPipeline(p *pipeline.Pipeline) magePipeline {
 			RetryConfig: b.RetryConfig, Timeout: b.Timeout}
 	}
 	return magePipeline{UUID: p.UUID, Name: p.Name, Description: p.Description, Type: "python", Variables: p.Variables,
-		Blocks: blocks, RetryConfig: p.RetryConfig, ConcurrencyConfig: p.ConcurrencyConfig, CreatedAt: mt(p.CreatedAt), UpdatedAt: mt(p.UpdatedAt)}
+		Blocks: blocks, RetryConfig: p.RetryConfig, ConcurrencyConfig: p.ConcurrencyConfig,
+		Tags: nonNil(p.Tags), Owners: nonNil(p.Owners), Provider: cmp.Or(p.Provider, pipeline.ProviderNative),
+		CreatedAt: mt(p.CreatedAt), UpdatedAt: mt(p.UpdatedAt)}
 }
 
 type mageSchedule struct {
@@ -206,4 +212,12 @@ func presentRun(r *run.PipelineRun, brs []run.BlockRun, sc *schedule.Schedule) m
 type listMetadata struct {
 	Count int64 `json:"count"`
 	Next  bool  `json:"next"`
+}
+
+// nonNil renders a missing list as [] rather than null.
+func nonNil(xs []string) []string {
+	if xs == nil {
+		return []string{}
+	}
+	return xs
 }

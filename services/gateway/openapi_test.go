@@ -12,6 +12,7 @@ import (
 	"os"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -284,8 +285,10 @@ func validateExample(doc *openapi3.T, ex docExample, v any) error {
 		}
 		return openapi3filter.ValidateRequestBody(context.Background(), input, op.RequestBody.Value)
 	}
-	code := 0
-	fmt.Sscan(status, &code)
+	code, err := strconv.Atoi(status)
+	if err != nil {
+		return fmt.Errorf("status %q: %w", status, err)
+	}
 	out := &openapi3filter.ResponseValidationInput{
 		RequestValidationInput: input,
 		Status:                 code,

@@ -106,13 +106,7 @@ func presentOrchestrationPipeline(p *pipeline.Pipeline, watched bool, m pipeline
 	if state == "" {
 		state = pipeline.StateActive
 	}
-	owners, tags := p.Owners, p.Tags
-	if owners == nil {
-		owners = []string{}
-	}
-	if tags == nil {
-		tags = []string{}
-	}
+	owners, tags := nonNil(p.Owners), nonNil(p.Tags)
 	return qPipeline{
 		ID: p.UUID, UUID: p.UUID, Name: p.Name, Description: p.Description, Provider: provider,
 		ConnectorID: optional(p.ConnectorID), ProviderID: optional(p.ProviderID), Owners: owners,

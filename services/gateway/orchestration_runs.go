@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -310,19 +309,9 @@ func (g *Gateway) triggerNative(c *fiber.Ctx, p *pipeline.Pipeline, body trigger
 	if err != nil {
 		return err
 	}
-	reply, err := g.send(c.UserContext(), env, lookup)
-	if err != nil {
+	res, err := g.sendRunCommand(c, env, lookup)
+	if res == nil || err != nil {
 		return err
-	}
-	if reply == nil {
-		return g.accepted(c, env)
-	}
-	if reply.Status != command.ReplySucceeded {
-		return replyError(reply)
-	}
-	var res command.RunResult
-	if err := json.Unmarshal(reply.Result, &res); err != nil {
-		return fmt.Errorf("gateway: decode result of %s: %w", reply.CommandID, err)
 	}
 	return c.Status(http.StatusCreated).JSON(runWithTasks(&res.Run, res.BlockRuns))
 }

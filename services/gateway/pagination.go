@@ -1,13 +1,17 @@
 package gateway
 
 import (
+	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
 
 	"github.com/gofiber/fiber/v2"
 
+	"github.com/runyard/runyard/libs/access"
 	"github.com/runyard/runyard/libs/store"
 	"github.com/runyard/runyard/libs/validation"
 )
@@ -104,4 +108,44 @@ func pageLinks(c *fiber.Ctx, p listPage, pages int64) string {
 	}
 	links = append(links, link(1, "first"), link(pages, "last"))
 	return strings.Join(links, ", ")
+}
+
+// listSpaceRecords answers a page of a space's records for a caller holding at least need in
+// the space: list reads the page from the store, present shapes each record.
+func listSpaceRecords[R, P any](g *Gateway, c *fiber.Ctx, need access.Role,
+	list func(ctx context.Context, space string, pg store.Page) ([]R, int64, error), present func(*R) P) error {
+	slug, _, err := g.inSpace(c, need)
+	if err != nil {
+		return err
+	}
+	p, err := readListPage(c)
+	if err != nil {
+		return err
+	}
+	rs, total, err := list(c.UserContext(), slug, p.Store())
+	if err != nil {
+		return err
+	}
+	out := make([]P, len(rs))
+	for i := range rs {
+		out[i] = present(&rs[i])
+	}
+	return writeList(c, p, out, total)
+}
+
+// deleteSpaceRecord answers DELETE of the space record named by the route parameter param,
+// for a caller holding at least need in the space: 204, or 404 naming the noun.
+func deleteSpaceRecord(g *Gateway, c *fiber.Ctx, need access.Role, param, noun string,
+	del func(ctx context.Context, space, id string) error) error {
+	slug, _, err := g.inSpace(c, need)
+	if err != nil {
+		return err
+	}
+	id := c.Params(param)
+	if err := del(c.UserContext(), slug, id); errors.Is(err, store.ErrNotFound) {
+		return qNotFound("%s %s not found", noun, id)
+	} else if err != nil {
+		return err
+	}
+	return c.SendStatus(http.StatusNoContent)
 }

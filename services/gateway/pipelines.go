@@ -25,6 +25,8 @@ type pipelineFields struct {
 	Blocks            *[]pipeline.Block           `json:"blocks"`
 	RetryConfig       *pipeline.RetryConfig       `json:"retry_config"`
 	ConcurrencyConfig *pipeline.ConcurrencyConfig `json:"concurrency_config"`
+	Tags              *[]string                   `json:"tags"`
+	Owners            *[]string                   `json:"owners"`
 }
 
 func (f *pipelineFields) apply(p *pipeline.Pipeline) {
@@ -46,6 +48,21 @@ func (f *pipelineFields) apply(p *pipeline.Pipeline) {
 	if f.ConcurrencyConfig != nil {
 		p.ConcurrencyConfig = f.ConcurrencyConfig
 	}
+	if f.Tags != nil {
+		p.Tags = *f.Tags
+	}
+	if f.Owners != nil {
+		p.Owners = *f.Owners
+	}
+}
+
+// nativeOnly refuses to change what a provider owns: a pipeline mirrored from Airflow is
+// defined there, and the next sync would undo the change.
+func nativeOnly(p *pipeline.Pipeline, what string) error {
+	if p.Provider == "" || p.Provider == pipeline.ProviderNative {
+		return nil
+	}
+	return errConflict("pipeline %q is mirrored from %s connector %s: %s it in %s, not here", p.UUID, p.Provider, p.ConnectorID, what, p.Provider)
 }
 
 var nonUUIDChars = regexp.MustCompile(`[^a-z0-9_]+`)
@@ -168,6 +185,9 @@ func (g *Gateway) updatePipeline(c *fiber.Ctx) error {
 		return validation.New("pipeline.uuid", "cannot be changed (is %q)", uuid)
 	}
 	p, err := g.store.UpdatePipeline(c.UserContext(), space, uuid, func(p *pipeline.Pipeline) error {
+		if err := nativeOnly(p, "change"); err != nil {
+			return err
+		}
 		f.apply(p)
 		p.Normalize()
 		return p.Validate("pipeline")
@@ -184,6 +204,9 @@ func (g *Gateway) updatePipeline(c *fiber.Ctx) error {
 func (g *Gateway) deletePipeline(c *fiber.Ctx) error {
 	p, err := g.loadPipeline(c)
 	if err != nil {
+		return err
+	}
+	if err := nativeOnly(p, "delete"); err != nil {
 		return err
 	}
 	ctx := c.UserContext()

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/gofiber/fiber/v2"
@@ -114,19 +113,9 @@ func (g *Gateway) runCommand(c *fiber.Ctx, space, scope, typ string, payload any
 	if key == "" {
 		lookup = nil
 	}
-	reply, err := g.send(c.UserContext(), env, lookup)
-	if err != nil {
+	res, err := g.sendRunCommand(c, env, lookup)
+	if res == nil || err != nil {
 		return err
-	}
-	if reply == nil {
-		return g.accepted(c, env)
-	}
-	if reply.Status != command.ReplySucceeded {
-		return replyError(reply)
-	}
-	var res command.RunResult
-	if err := json.Unmarshal(reply.Result, &res); err != nil {
-		return fmt.Errorf("gateway: decode result of %s: %w", reply.CommandID, err)
 	}
 	scs, err := g.store.GetSchedules(c.UserContext(), []int64{res.Run.PipelineScheduleID})
 	if err != nil {

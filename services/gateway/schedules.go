@@ -103,6 +103,9 @@ func (g *Gateway) createSchedule(c *fiber.Ctx) error {
 	if err != nil {
 		return err
 	}
+	if err := nativeOnly(p, "schedule"); err != nil {
+		return err
+	}
 	f, err := decodeSchedule(c)
 	if err != nil {
 		return err

@@ -47,23 +47,7 @@ func (f *teamFields) apply(t *access.Team) error {
 
 // listTeams answers GET /api/v1.0/spaces/:slug/teams, by name.
 func (g *Gateway) listTeams(c *fiber.Ctx) error {
-	slug, _, err := g.inSpace(c, access.RoleViewer)
-	if err != nil {
-		return err
-	}
-	p, err := readListPage(c)
-	if err != nil {
-		return err
-	}
-	ts, total, err := g.store.ListTeams(c.UserContext(), slug, p.Store())
-	if err != nil {
-		return err
-	}
-	out := make([]qTeam, len(ts))
-	for i := range ts {
-		out[i] = presentTeam(&ts[i])
-	}
-	return writeList(c, p, out, total)
+	return listSpaceRecords(g, c, access.RoleViewer, g.store.ListTeams, presentTeam)
 }
 
 // createTeam answers POST /api/v1.0/spaces/:slug/teams {"name", "description"}: 201, or 409
@@ -132,15 +116,5 @@ func (g *Gateway) updateTeam(c *fiber.Ctx) error {
 
 // deleteTeam answers DELETE /api/v1.0/spaces/:slug/teams/:team_id: 204.
 func (g *Gateway) deleteTeam(c *fiber.Ctx) error {
-	slug, _, err := g.inSpace(c, access.RoleEditor)
-	if err != nil {
-		return err
-	}
-	id := c.Params("team_id")
-	if err := g.store.DeleteTeam(c.UserContext(), slug, id); errors.Is(err, store.ErrNotFound) {
-		return qNotFound("team %s not found", id)
-	} else if err != nil {
-		return err
-	}
-	return c.SendStatus(http.StatusNoContent)
+	return deleteSpaceRecord(g, c, access.RoleEditor, "team_id", "team", g.store.DeleteTeam)
 }

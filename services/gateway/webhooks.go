@@ -121,23 +121,7 @@ func (g *Gateway) applyWebhook(f *webhookFields, s *webhook.Subscription) error 
 
 // listWebhooks answers GET /api/v1.0/spaces/:slug/webhooks, oldest first.
 func (g *Gateway) listWebhooks(c *fiber.Ctx) error {
-	slug, _, err := g.inSpace(c, access.RoleAdmin)
-	if err != nil {
-		return err
-	}
-	p, err := readListPage(c)
-	if err != nil {
-		return err
-	}
-	ws, total, err := g.store.ListWebhooks(c.UserContext(), slug, p.Store())
-	if err != nil {
-		return err
-	}
-	out := make([]qWebhook, len(ws))
-	for i := range ws {
-		out[i] = presentWebhook(&ws[i])
-	}
-	return writeList(c, p, out, total)
+	return listSpaceRecords(g, c, access.RoleAdmin, g.store.ListWebhooks, presentWebhook)
 }
 
 // createWebhook answers POST /api/v1.0/spaces/:slug/webhooks {"url", "event_types",
@@ -219,17 +203,7 @@ func (g *Gateway) updateWebhook(c *fiber.Ctx) error {
 // deleteWebhook answers DELETE /api/v1.0/spaces/:slug/webhooks/:webhook_id: 204. Its
 // deliveries go with it, pending ones included.
 func (g *Gateway) deleteWebhook(c *fiber.Ctx) error {
-	slug, _, err := g.inSpace(c, access.RoleAdmin)
-	if err != nil {
-		return err
-	}
-	id := c.Params("webhook_id")
-	if err := g.store.DeleteWebhook(c.UserContext(), slug, id); errors.Is(err, store.ErrNotFound) {
-		return qNotFound("webhook %s not found", id)
-	} else if err != nil {
-		return err
-	}
-	return c.SendStatus(http.StatusNoContent)
+	return deleteSpaceRecord(g, c, access.RoleAdmin, "webhook_id", "webhook", g.store.DeleteWebhook)
 }
 
 // listWebhookDeliveries answers GET /api/v1.0/spaces/:slug/webhooks/:webhook_id/deliveries,

@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	_ "time/tzdata" // schedules name IANA zones; images may lack a zoneinfo database
 
@@ -81,12 +82,16 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	if err != nil {
 		return err
 	}
+	gcPercent := setGCDefault(mode, lookup)
 	log, err = logging.New(os.Stderr, cfg.LogLevel)
 	if err != nil {
 		return err
 	}
 	log = log.With().Str(logging.KeyService, string(mode)).Logger()
 	cfg.Log(log)
+	if gcPercent > 0 {
+		log.Info().Int("gogc", gcPercent).Msg("garbage collector target set for standalone (GOGC overrides it)")
+	}
 	pprofAddr, _ := lookup(pprofVar)
 	stopPprof, err := startPprof(pprofAddr, log)
 	if err != nil {
@@ -109,4 +114,23 @@ func run(ctx context.Context, args []string, lookup func(string) (string, bool),
 	sys.Stop(stopCtx)
 	log.Info().Msg("stopped")
 	return err
+}
+
+// standaloneGOGC is the garbage collector's target in standalone mode, where the embedded
+// NATS server's stream indexes and the store share the process: at Go's default (100) the
+// heap grew to twice its live size under load, which was most of the process's peak memory.
+// 50 kept the peak about 75 MB lower under the load tool, with CPU per run within its noise.
+const standaloneGOGC = 50
+
+// setGCDefault applies standaloneGOGC unless GOGC is set, and returns the percentage it set
+// (0 when it left the runtime's setting alone).
+func setGCDefault(mode config.Mode, lookup func(string) (string, bool)) int {
+	if mode != config.ModeStandalone {
+		return 0
+	}
+	if v, ok := lookup("GOGC"); ok && v != "" {
+		return 0
+	}
+	debug.SetGCPercent(standaloneGOGC)
+	return standaloneGOGC
 }

@@ -7,7 +7,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/runyard/runyard/libs/airflow"
 	"github.com/runyard/runyard/libs/command"
 	"github.com/runyard/runyard/libs/connector"
 	"github.com/runyard/runyard/libs/store"
@@ -49,24 +48,20 @@ func (w *Worker) poll(ctx context.Context, conn *connector.Connector) error {
 	if err != nil {
 		return err
 	}
-	s := &syncer{w: w, conn: conn, job: &connector.SyncJob{}, incremental: true, log: zerolog.Ctx(ctx)}
+	s := &syncer{w: w, conn: conn, job: &connector.SyncJob{}, incremental: true, log: zerolog.Ctx(ctx), fetches: make(chan struct{}, w.cfg.Fetches)}
+	refs := make([]runRef, 0, len(runs))
 	for i := range runs {
 		r := &runs[i]
-		dagID := dagOfCommand(conn.ID, r.CommandID)
-		if dagID == "" {
-			continue
+		if dagID := dagOfCommand(conn.ID, r.CommandID); dagID != "" {
+			refs = append(refs, runRef{uuid: r.PipelineUUID, dagID: dagID, runID: r.ProviderRunID})
 		}
-		dr, err := client.GetDAGRun(ctx, dagID, r.ProviderRunID)
-		if errors.Is(err, airflow.ErrNotFound) {
-			continue
-		} else if err != nil {
-			return err
-		}
-		nr, _, err := s.upsertRun(ctx, r.PipelineUUID, *dr)
+	}
+	for start := 0; start < len(refs); start += runsPerBatch {
+		got, err := s.getRuns(ctx, client, refs[start:min(start+runsPerBatch, len(refs))])
 		if err != nil {
 			return err
 		}
-		if err := w.syncTaskRuns(ctx, client, conn, target{dagID: dagID, runID: dr.RunID, run: nr}, true, nil); err != nil {
+		if err := s.mirrorRuns(ctx, client, got, true); err != nil {
 			return err
 		}
 	}

@@ -91,7 +91,7 @@ func (w *Worker) runJob(ctx context.Context, space, jobID string) error {
 	w.emitSync(ctx, job, event.TypeSyncStarted)
 	log.Info().Str("connector_id", conn.ID).Str("sync_job_id", job.ID).Msg("sync started")
 
-	s := &syncer{w: w, conn: conn, job: job, start: start, log: log}
+	s := &syncer{w: w, conn: conn, job: job, start: start, log: log, fetches: make(chan struct{}, w.cfg.Fetches)}
 	serr := s.run(ctx)
 	if serr != nil && ctx.Err() != nil {
 		// Cut short: the command comes back, and the job (still running) is resumed.
@@ -167,12 +167,8 @@ type syncer struct {
 
 	detected, airflowVersion string
 	requests                 int64
-}
-
-// target is a run whose task instances are to be read.
-type target struct {
-	dagID, runID string
-	run          *run.PipelineRun
+	// fetches bounds the Airflow reads of the sync in flight at once (Fetches).
+	fetches chan struct{}
 }
 
 func (s *syncer) run(ctx context.Context) error {
@@ -259,11 +255,30 @@ func (s *syncer) syncDAGs(ctx context.Context, client *airflow.Client) (map[stri
 	return uuids, nil
 }
 
+// pagesInFlight is how many pages of runs a sync handles at once: while one page's writes
+// wait for the store, the next pages' task instances are read.
+const pagesInFlight = 4
+
+// runsPerBatch is how many runs a repoll or a poll reads by id and stores together.
+const runsPerBatch = 100
+
+// pageRun is a DAG run to mirror and the pipeline mirroring its DAG.
+type pageRun struct {
+	uuid string
+	dr   airflow.DAGRun
+}
+
+// runRef names a mirrored run to read again from Airflow.
+type runRef struct {
+	uuid, dagID, runID string
+}
+
 // syncRuns mirrors the runs Airflow reports changed (the lookback window on a first sync),
 // then re-reads by id the stored runs still unfinished that the listing did not return,
-// since offset paging over a changing set can skip a row. The task instances of each run
-// that is new, changed or unfinished are read and stored right after the run. Runs are
-// handled by Fetches workers at once, so Airflow's answers and the store's writes overlap.
+// since offset paging over a changing set can skip a row. Each page of runs is stored in one
+// batch with the task instances of its runs that are new, changed or unfinished; pages are
+// handled pagesInFlight at once and their task-instance listings Fetches at once, so
+// Airflow's answers and the store's writes overlap.
 func (s *syncer) syncRuns(ctx context.Context, client *airflow.Client, uuids map[string]string, rereadAll bool) error {
 	f := airflow.RunFilter{}
 	if s.incremental {
@@ -274,23 +289,10 @@ func (s *syncer) syncRuns(ctx context.Context, client *airflow.Client, uuids map
 		since := s.start.AddDate(0, 0, -s.conn.Sync.LookbackDays)
 		f.LogicalDateGTE = &since
 	}
-	p := newPool(ctx, s.w.cfg.Fetches)
-	// mirror stores one run and, when it is new, changed or unfinished, its task instances.
-	mirror := func(ctx context.Context, uuid string, dr airflow.DAGRun) error {
-		r, changed, err := s.upsertRun(ctx, uuid, dr)
-		if err != nil {
-			return err
-		}
-		if changed || rereadAll || !r.Status.Terminal() {
-			if err := s.w.syncTaskRuns(ctx, client, s.conn, target{dagID: dr.DAGID, runID: dr.RunID, run: r}, s.incremental, s.add); err != nil {
-				return err
-			}
-		}
-		s.flush(ctx, false)
-		return nil
-	}
+	p := newPool(ctx, pagesInFlight)
 	seen := map[string]bool{}
 	err := client.EachDAGRunPage(p.ctx, airflow.AllDAGs, f, func(page []airflow.DAGRun) error {
+		runs := make([]pageRun, 0, len(page))
 		for _, dr := range page {
 			uuid, ok := uuids[dr.DAGID]
 			if !ok {
@@ -301,11 +303,12 @@ func (s *syncer) syncRuns(ctx context.Context, client *airflow.Client, uuids map
 				continue
 			}
 			seen[key] = true
-			if err := p.submit(func(ctx context.Context) error { return mirror(ctx, uuid, dr) }); err != nil {
-				return err
-			}
+			runs = append(runs, pageRun{uuid: uuid, dr: dr})
 		}
-		return nil
+		if len(runs) == 0 {
+			return nil
+		}
+		return p.submit(func(ctx context.Context) error { return s.mirrorRuns(ctx, client, runs, rereadAll) })
 	})
 	if err != nil {
 		if perr := p.wait(); perr != nil {
@@ -314,7 +317,7 @@ func (s *syncer) syncRuns(ctx context.Context, client *airflow.Client, uuids map
 		return fmt.Errorf("list dag runs: %w", err)
 	}
 	if s.incremental {
-		if err := s.repoll(p, client, uuids, seen, mirror); err != nil {
+		if err := s.repoll(p, client, uuids, seen, rereadAll); err != nil {
 			_ = p.wait()
 			return err
 		}
@@ -323,8 +326,7 @@ func (s *syncer) syncRuns(ctx context.Context, client *airflow.Client, uuids map
 }
 
 // repoll re-reads by id the connector's unfinished runs that the listing did not return.
-func (s *syncer) repoll(p *pool, client *airflow.Client, uuids map[string]string, seen map[string]bool,
-	mirror func(context.Context, string, airflow.DAGRun) error) error {
+func (s *syncer) repoll(p *pool, client *airflow.Client, uuids map[string]string, seen map[string]bool, rereadAll bool) error {
 	unfinished, err := s.w.unfinishedRuns(p.ctx, s.conn)
 	if err != nil {
 		return err
@@ -333,25 +335,177 @@ func (s *syncer) repoll(p *pool, client *airflow.Client, uuids map[string]string
 	for dag, uuid := range uuids {
 		dagOf[uuid] = dag
 	}
+	var refs []runRef
 	for i := range unfinished {
-		r := unfinished[i]
+		r := &unfinished[i]
 		dagID := dagOf[r.PipelineUUID]
 		if seen[r.CommandID] || dagID == "" {
 			continue
 		}
+		refs = append(refs, runRef{uuid: uuids[dagID], dagID: dagID, runID: r.ProviderRunID})
+	}
+	for start := 0; start < len(refs); start += runsPerBatch {
+		chunk := refs[start:min(start+runsPerBatch, len(refs))]
 		err := p.submit(func(ctx context.Context) error {
-			dr, err := client.GetDAGRun(ctx, dagID, r.ProviderRunID)
-			if errors.Is(err, airflow.ErrNotFound) {
-				return nil // deleted in Airflow with its DAG: the mirror keeps its last state
-			} else if err != nil {
-				return fmt.Errorf("get dag run %s of %s: %w", r.ProviderRunID, dagID, err)
+			runs, err := s.getRuns(ctx, client, chunk)
+			if err != nil {
+				return err
 			}
-			return mirror(ctx, uuids[dagID], *dr)
+			return s.mirrorRuns(ctx, client, runs, rereadAll)
 		})
 		if err != nil {
 			return err
 		}
 	}
+	return nil
+}
+
+// getRuns reads runs by id, Fetches at once; a run deleted in Airflow with its DAG is left
+// out, and its mirror keeps its last state.
+func (s *syncer) getRuns(ctx context.Context, client *airflow.Client, refs []runRef) ([]pageRun, error) {
+	got := make([]*airflow.DAGRun, len(refs))
+	err := s.fanOut(ctx, len(refs), func(ctx context.Context, i int) error {
+		dr, err := client.GetDAGRun(ctx, refs[i].dagID, refs[i].runID)
+		if errors.Is(err, airflow.ErrNotFound) {
+			return nil
+		} else if err != nil {
+			return fmt.Errorf("get dag run %s of %s: %w", refs[i].runID, refs[i].dagID, err)
+		}
+		got[i] = dr
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	runs := make([]pageRun, 0, len(refs))
+	for i, dr := range got {
+		if dr != nil {
+			runs = append(runs, pageRun{uuid: refs[i].uuid, dr: *dr})
+		}
+	}
+	return runs, nil
+}
+
+// fanOut runs fn for 0..n-1, at most Fetches at once across the sync (the fetches
+// semaphore is shared by the pages in flight); the first error cancels the rest.
+func (s *syncer) fanOut(ctx context.Context, n int, fn func(ctx context.Context, i int) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var wg sync.WaitGroup
+	var once sync.Once
+	var first error
+	fail := func(err error) { once.Do(func() { first = err; cancel() }) }
+	for i := range n {
+		acquired := false
+		select {
+		case s.fetches <- struct{}{}:
+			acquired = true
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			if acquired {
+				<-s.fetches
+			}
+			fail(ctx.Err())
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { <-s.fetches; wg.Done() }()
+			if err := fn(ctx, i); err != nil {
+				fail(err)
+			}
+		}()
+	}
+	wg.Wait()
+	return first
+}
+
+// mirrorRuns stores a batch of runs, with the task instances of those that are new, changed
+// or unfinished (of all with rereadAll), in one store call. On an incremental sync the
+// status changes are published as the same events a native run's are.
+func (s *syncer) mirrorRuns(ctx context.Context, client *airflow.Client, runs []pageRun, rereadAll bool) error {
+	recs := make([]*run.PipelineRun, len(runs))
+	ids := make([]string, len(runs))
+	for i := range runs {
+		recs[i] = connector.RunFromDAGRun(s.conn.Space, s.conn.ID, runs[i].uuid, runs[i].dr)
+		ids[i] = recs[i].CommandID
+	}
+	need := make([]bool, len(runs))
+	var skipped int64 // stored already, unchanged and finished: nothing to read or write
+	if rereadAll {
+		for i := range need {
+			need[i] = true
+		}
+	} else {
+		stored, err := s.w.store.GetRunsByCommands(ctx, ids...)
+		if err != nil {
+			return err
+		}
+		byCommand := make(map[string]*run.PipelineRun, len(stored))
+		for i := range stored {
+			byCommand[stored[i].CommandID] = &stored[i]
+		}
+		for i, r := range recs {
+			cur := byCommand[r.CommandID]
+			need[i] = cur == nil || connector.RunChanged(cur, r) || !r.Status.Terminal()
+			if !need[i] {
+				skipped++
+			}
+		}
+	}
+	items := make([]connector.RunUpsert, 0, len(runs))
+	at := make([]int, 0, len(runs)) // the run of each item
+	for i, r := range recs {
+		if need[i] {
+			items = append(items, connector.RunUpsert{Run: r})
+			at = append(at, i)
+		}
+	}
+	err := s.fanOut(ctx, len(items), func(ctx context.Context, k int) error {
+		dr := &runs[at[k]].dr
+		tis, err := client.ListTaskInstances(ctx, dr.DAGID, dr.RunID)
+		if err != nil {
+			return fmt.Errorf("list task instances of %s/%s: %w", dr.DAGID, dr.RunID, err)
+		}
+		brs := make([]run.BlockRun, len(tis))
+		for j, ti := range tis {
+			brs[j] = connector.BlockRunFromTI(s.conn.Space, items[k].Run.PipelineUUID, 0, ti)
+		}
+		items[k].BlockRuns = brs
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if err := s.w.store.UpsertProviderRuns(ctx, items); err != nil {
+		return err
+	}
+	s.add(func(j *connector.SyncJob) {
+		j.Runs.Seen += skipped
+		for k := range items {
+			j.Runs.Add(items[k].Outcome)
+			c := items[k].BlockCounts
+			j.TaskRuns.Seen += c.Seen
+			j.TaskRuns.Created += c.Created
+			j.TaskRuns.Updated += c.Updated
+		}
+	})
+	if s.incremental {
+		for k := range items {
+			it := &items[k]
+			if it.Outcome != connector.Unchanged && it.Prev != it.Run.Status {
+				s.w.emitRun(ctx, it.Run)
+			}
+			for j := range it.BlockRuns {
+				br := &it.BlockRuns[j]
+				if o := it.BlockOutcomes[j]; o == connector.Created || o == connector.Updated && it.BlockPrev[j] != br.Status {
+					s.w.emitBlockRun(ctx, it.Run, br)
+				}
+			}
+		}
+	}
+	s.flush(ctx, false)
 	return nil
 }
 
@@ -403,86 +557,6 @@ func (p *pool) wait() error {
 	return p.err
 }
 
-// upsertRun stores one DAG run and reports whether it was created or changed. On an
-// incremental sync a status change is published as the same event a native run's is.
-func (s *syncer) upsertRun(ctx context.Context, pipelineUUID string, dr airflow.DAGRun) (*run.PipelineRun, bool, error) {
-	r := connector.RunFromDAGRun(s.conn.Space, s.conn.ID, pipelineUUID, dr)
-	var before run.Status
-	if s.incremental {
-		if cur, err := s.w.store.GetRunByCommand(ctx, r.CommandID); err == nil {
-			before = cur.Status
-		} else if !errors.Is(err, store.ErrNotFound) {
-			return nil, false, err
-		}
-	}
-	o, err := s.w.store.UpsertProviderRun(ctx, r)
-	if err != nil {
-		return nil, false, err
-	}
-	s.add(func(j *connector.SyncJob) { j.Runs.Add(o) })
-	if o == connector.Unchanged {
-		return r, false, nil
-	}
-	if s.incremental && before != r.Status {
-		stored, err := s.w.store.GetRun(ctx, r.ID)
-		if err != nil {
-			return nil, false, err
-		}
-		s.w.emitRun(ctx, stored)
-		r = stored
-	}
-	return r, true, nil
-}
-
-// syncTaskRuns stores the task instances of one run as its block runs; with events set, it
-// publishes the status changes.
-func (w *Worker) syncTaskRuns(ctx context.Context, client *airflow.Client, conn *connector.Connector, t target, events bool, add func(func(*connector.SyncJob))) error {
-	tis, err := client.ListTaskInstances(ctx, t.dagID, t.runID)
-	if err != nil {
-		return fmt.Errorf("list task instances of %s/%s: %w", t.dagID, t.runID, err)
-	}
-	brs := make([]run.BlockRun, len(tis))
-	for i, ti := range tis {
-		brs[i] = connector.BlockRunFromTI(conn.Space, t.run.PipelineUUID, t.run.ID, ti)
-	}
-	var before map[string]run.Status
-	if events {
-		old, err := w.store.BlockRunsOf(ctx, t.run.ID)
-		if err != nil {
-			return err
-		}
-		before = make(map[string]run.Status, len(old))
-		for _, br := range old {
-			before[br.BlockUUID] = br.Status
-		}
-	}
-	counts, err := w.store.UpsertProviderBlockRuns(ctx, t.run.ID, brs)
-	if err != nil {
-		return err
-	}
-	if add != nil {
-		add(func(j *connector.SyncJob) {
-			j.TaskRuns.Seen += counts.Seen
-			j.TaskRuns.Created += counts.Created
-			j.TaskRuns.Updated += counts.Updated
-		})
-	}
-	if !events || counts.Created+counts.Updated == 0 {
-		return nil
-	}
-	now, err := w.store.BlockRunsOf(ctx, t.run.ID)
-	if err != nil {
-		return err
-	}
-	for i := range now {
-		br := &now[i]
-		if old, ok := before[br.BlockUUID]; !ok || old != br.Status {
-			w.emitBlockRun(ctx, t.run, br)
-		}
-	}
-	return nil
-}
-
 // add applies a change to the job's counts.
 func (s *syncer) add(fn func(*connector.SyncJob)) {
 	s.mu.Lock()
@@ -493,6 +567,9 @@ func (s *syncer) add(fn func(*connector.SyncJob)) {
 // flush writes the job's counts when progressEvery has passed since the last write, or at
 // once with force, so that a client polling the job sees it advance.
 func (s *syncer) flush(ctx context.Context, force bool) {
+	if s.job.ID == "" {
+		return // a poll: it has no job
+	}
 	s.mu.Lock()
 	now := time.Now()
 	if !force && now.Sub(s.lastFlush) < progressEvery {

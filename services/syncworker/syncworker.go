@@ -50,13 +50,13 @@ type Store interface {
 
 	UpsertProviderPipeline(ctx context.Context, p *pipeline.Pipeline) (connector.Outcome, error)
 	UpsertProviderRun(ctx context.Context, r *run.PipelineRun) (connector.Outcome, error)
-	UpsertProviderBlockRuns(ctx context.Context, runID int64, brs []run.BlockRun) (connector.Counts, error)
+	UpsertProviderRuns(ctx context.Context, items []connector.RunUpsert) error
 
 	ListPipelinesFiltered(ctx context.Context, f store.PipelineFilter, pg store.Page) ([]pipeline.Pipeline, int64, error)
 	GetRun(ctx context.Context, id int64) (*run.PipelineRun, error)
 	GetRunByCommand(ctx context.Context, commandID string) (*run.PipelineRun, error)
+	GetRunsByCommands(ctx context.Context, commandIDs ...string) ([]run.PipelineRun, error)
 	ListRuns(ctx context.Context, f store.RunFilter, pg store.Page) ([]run.PipelineRun, int64, error)
-	BlockRunsOf(ctx context.Context, runIDs ...int64) ([]run.BlockRun, error)
 }
 
 // Bus is what the sync worker needs from NATS.
@@ -77,7 +77,8 @@ type Config struct {
 	AllowPrivate bool
 	// Syncs is how many connectors one process syncs at once [4].
 	Syncs int
-	// Fetches is how many task-instance listings one sync reads at once [4].
+	// Fetches is how many Airflow reads (task-instance listings, runs read by id) one sync
+	// or poll has in flight at once [4].
 	Fetches int
 	// RateLimit is the most requests per second sent to one connector's Airflow [10].
 	RateLimit float64

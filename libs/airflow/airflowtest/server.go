@@ -238,12 +238,17 @@ func (s *Server) routed(route string, public bool, h func(w http.ResponseWriter,
 	return func(w http.ResponseWriter, r *http.Request) {
 		rec := &recorder{ResponseWriter: w}
 		scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " ")
-		entry := Request{Method: r.Method, Route: route, Path: r.URL.Path, Query: r.URL.RawQuery, Auth: scheme}
+		// The request is counted before it is answered: a large answer reaches the client
+		// while the handler is still writing, and a client that has its answer must find
+		// its request in the log.
+		s.mu.Lock()
+		at := len(s.log)
+		s.log = append(s.log, Request{Method: r.Method, Route: route, Path: r.URL.Path, Query: r.URL.RawQuery, Auth: scheme})
+		s.counts[route]++
+		s.mu.Unlock()
 		defer func() {
-			entry.Status = rec.status
 			s.mu.Lock()
-			s.log = append(s.log, entry)
-			s.counts[route]++
+			s.log[at].Status = rec.status
 			s.mu.Unlock()
 		}()
 		fault, delay := s.drawFault()

@@ -212,10 +212,12 @@ func TestAccessMembershipsGuardTheMageAPI(t *testing.T) {
 	_, outsiderKey := e.newUser("outsider")
 
 	e.setRole(adminKey, "finance", saID, "admin")
-	// A space admin manages members; a viewer cannot.
+	// A space admin manages members; an editor or a viewer cannot.
 	e.setRole(saKey, "finance", viewerID, "viewer")
 	e.setRole(saKey, "finance", editorID, "editor")
 	e.detail(e.q("PUT", "/api/v1.0/spaces/finance/members/"+editorID, viewerKey, map[string]any{"role": "admin"}), 403, "admin role")
+	e.detail(e.q("PUT", "/api/v1.0/spaces/finance/members/"+viewerID, editorKey, map[string]any{"role": "editor"}), 403, "admin role")
+	e.detail(e.q("DELETE", "/api/v1.0/spaces/finance/members/"+viewerID, editorKey, nil), 403, "admin role")
 	if got := e.locs(e.q("PUT", "/api/v1.0/spaces/finance/members/"+editorID, saKey, map[string]any{"role": "owner"})); fmt.Sprint(got) != `[["body","role"]]` {
 		t.Fatalf("bad role located at %v", got)
 	}

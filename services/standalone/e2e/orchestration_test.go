@@ -132,8 +132,28 @@ func TestOrchestrationPipelines(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := st.UpdatePipeline(ctx, "fin", "orders", func(p *pipeline.Pipeline) error { p.Owners = []string{"alice"}; return nil }); err != nil {
-		t.Fatal(err)
+	// Owners and tags of a native pipeline are set through the Mage-compatible surface.
+	upd := e.must(200, e.call("PUT", "/api/pipelines/orders?space=fin", map[string]any{"pipeline": map[string]any{"owners": []any{"alice"}, "tags": []any{"finance"}}}))
+	if p := upd.Body["pipeline"].(map[string]any); fmt.Sprintf("%v %v %v", p["owners"], p["tags"], p["provider"]) != "[alice] [finance] native" {
+		t.Fatalf("updated pipeline = %v", p)
+	}
+	if r := e.call("PUT", "/api/pipelines/orders?space=fin", map[string]any{"pipeline": map[string]any{"tags": []any{""}}}); r.Status != 400 || !strings.Contains(r.Raw, "pipeline.tags[0]") {
+		t.Fatalf("empty tag: %d %s", r.Status, r.Raw)
+	}
+	// A mirrored pipeline belongs to its provider: the Mage-compatible surface cannot change,
+	// delete, schedule or backfill it.
+	for _, c := range []struct {
+		method, path string
+		body         any
+	}{
+		{"PUT", "/api/pipelines/af_ledger?space=fin", map[string]any{"pipeline": map[string]any{"description": "x"}}},
+		{"DELETE", "/api/pipelines/af_ledger?space=fin", nil},
+		{"POST", "/api/pipelines/af_ledger/pipeline_schedules?space=fin", map[string]any{"pipeline_schedule": map[string]any{"schedule_type": "api"}}},
+		{"POST", "/api/pipelines/af_ledger/backfills?space=fin", map[string]any{"backfill": map[string]any{"start_datetime": "2026-01-01T00:00:00Z", "end_datetime": "2026-01-02T00:00:00Z", "interval_type": "day", "interval_units": 1}}},
+	} {
+		if r := e.call(c.method, c.path, c.body); r.Status != 409 || !strings.Contains(r.Raw, "mirrored from airflow connector conn_1") {
+			t.Errorf("%s %s on a mirrored pipeline: %d %s", c.method, c.path, r.Status, r.Raw)
+		}
 	}
 	team := e.qmust(201, e.q("POST", "/api/v1.0/spaces/fin/teams", editorKey, map[string]any{"name": "Finance data"})).Obj["id"].(string)
 	otherTeam := e.qmust(201, e.q("POST", "/api/v1.0/spaces/other/teams", adminKey, map[string]any{"name": "Elsewhere"})).Obj["id"].(string)
