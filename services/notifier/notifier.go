@@ -375,13 +375,13 @@ func (n *Notifier) attempt(d webhook.Delivery) {
 	hook, err := n.store.GetWebhook(n.ctx, claimed.Space, claimed.SubscriptionID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		n.finish(log, claimed, token, func(d *webhook.Delivery) { giveUp(d, "webhook deleted") })
+		n.finish(log, claimed, token, func(d *webhook.Delivery) { giveUp(d, reasonDeleted) })
 		return
 	case err != nil:
 		log.Warn().Err(err).Msg("webhook not read; the attempt is retried when its lease expires")
 		return
 	case !hook.Active:
-		n.finish(log, claimed, token, func(d *webhook.Delivery) { giveUp(d, "webhook inactive") })
+		n.finish(log, claimed, token, func(d *webhook.Delivery) { giveUp(d, reasonInactive) })
 		return
 	}
 	code, reason := n.send(hook, claimed)
@@ -397,6 +397,12 @@ func (n *Notifier) attempt(d webhook.Delivery) {
 		d.Fail(at, code, reason)
 	})
 }
+
+// Why a delivery is given up unsent.
+const (
+	reasonDeleted  = "webhook deleted"
+	reasonInactive = "webhook inactive"
+)
 
 func giveUp(d *webhook.Delivery, reason string) {
 	d.Status = webhook.StatusFailed
@@ -414,8 +420,10 @@ func (n *Notifier) finish(log zerolog.Logger, d *webhook.Delivery, token string,
 		log.Warn().Err(err).Str(logging.KeyStatus, d.Status).Msg("webhook delivery outcome not recorded")
 		return
 	}
+	// A delivery given up unsent (its webhook deleted or paused) is expected, not a fault:
+	// only a receiver's failure is worth a warning.
 	ev := log.Debug()
-	if d.Status == webhook.StatusFailed {
+	if d.Status == webhook.StatusFailed && d.LastError != reasonDeleted && d.LastError != reasonInactive {
 		ev = log.Warn()
 	}
 	ev.Str(logging.KeyStatus, d.Status).Int("attempts", d.Attempts).Int("response_code", d.ResponseCode).Str("last_error", d.LastError).Msg("webhook delivery attempted")
