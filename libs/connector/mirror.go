@@ -249,13 +249,14 @@ func providerPipeline(p *pipeline.Pipeline) string {
 
 // UpsertPipeline creates or updates the mirrored pipeline p (keyed by space and uuid, which
 // PipelineUUID derives from the connector and dag_id). An update writes only the provider's
-// fields, never the governance ones, and nothing at all when they are unchanged.
+// fields, never the governance ones, and nothing at all when they are unchanged. On Created
+// or Updated, p is left as stored.
 func UpsertPipeline(ctx context.Context, st RecordStore, p *pipeline.Pipeline) (Outcome, error) {
 	if p.Provider == "" || p.ConnectorID == "" || p.ProviderID == "" || p.UUID != PipelineUUID(p.ConnectorID, p.ProviderID) {
 		return "", fmt.Errorf("connector: upsert pipeline %s: not a provider pipeline keyed by PipelineUUID", p.UUID)
 	}
 	for range 3 {
-		_, err := st.UpdatePipeline(ctx, p.Space, p.UUID, func(cur *pipeline.Pipeline) error {
+		updated, err := st.UpdatePipeline(ctx, p.Space, p.UUID, func(cur *pipeline.Pipeline) error {
 			if cur.ConnectorID != p.ConnectorID {
 				return ErrForeignRecord
 			}
@@ -268,6 +269,7 @@ func UpsertPipeline(ctx context.Context, st RecordStore, p *pipeline.Pipeline) (
 		})
 		switch {
 		case err == nil:
+			*p = *updated
 			return Updated, nil
 		case errors.Is(err, run.ErrNoChange):
 			return Unchanged, nil

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/runyard/runyard/libs/pipeline"
 	"github.com/runyard/runyard/libs/run"
 )
 
@@ -116,6 +117,17 @@ func PipelineRunSLAMissed(r *run.PipelineRun) Event {
 		Type: TypePipelineRunSLAMissed, Version: Version,
 		ID: fmt.Sprintf("pipeline_run-%d-sla_missed", r.ID), OccurredAt: occurred(r.UpdatedAt),
 		Space: r.Space, RunID: r.ID, Sequence: RunSequence(r, r.Version, ""), PipelineRun: r,
+	}
+}
+
+// PipelineUpdated is the event of p's current definition and metadata (created, changed,
+// its team or criticality set, or its provider state synced). Its id is the pipeline and its
+// version, and its sequence the version: a higher one is a newer state of the pipeline.
+func PipelineUpdated(p *pipeline.Pipeline) Event {
+	return Event{
+		Type: TypePipelineUpdated, Version: Version,
+		ID: fmt.Sprintf("pipeline-%s-%s-v%d", p.Space, p.UUID, p.Version), OccurredAt: occurred(p.UpdatedAt),
+		Space: p.Space, Sequence: p.Version, Pipeline: p,
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 
 	"github.com/runyard/runyard/libs/command"
 	"github.com/runyard/runyard/libs/connector"
+	"github.com/runyard/runyard/libs/event"
 	"github.com/runyard/runyard/libs/idalloc"
 	"github.com/runyard/runyard/libs/netguard"
 	"github.com/runyard/runyard/libs/pipeline"
@@ -74,6 +75,8 @@ type Store interface {
 type Bus interface {
 	Ping(ctx context.Context) error
 	PublishCommand(ctx context.Context, env command.Envelope) (duplicate bool, err error)
+	// PublishEvent publishes the events of what the gateway writes itself (pipeline.updated).
+	PublishEvent(ctx context.Context, subject string, ev event.Event) error
 	WaitReply(commandID string) (<-chan command.Reply, func(), error)
 }
 

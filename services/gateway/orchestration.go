@@ -347,6 +347,7 @@ func (g *Gateway) patchPipeline(c *fiber.Ctx, set func(slug string, body map[str
 	} else if err != nil {
 		return err
 	}
+	g.announcePipeline(c.UserContext(), p)
 	return g.answerPipeline(c, slug, p, defaultMetricsDays)
 }
 

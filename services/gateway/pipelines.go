@@ -128,6 +128,7 @@ func (g *Gateway) createPipeline(c *fiber.Ctx) error {
 	} else if err != nil {
 		return err
 	}
+	g.announcePipeline(c.UserContext(), p)
 	return c.JSON(fiber.Map{"pipeline": presentPipeline(p)})
 }
 
@@ -197,6 +198,7 @@ func (g *Gateway) updatePipeline(c *fiber.Ctx) error {
 	} else if err != nil {
 		return err
 	}
+	g.announcePipeline(c.UserContext(), p)
 	return c.JSON(fiber.Map{"pipeline": presentPipeline(p)})
 }
 

@@ -1,13 +1,17 @@
 package gateway
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
 	"github.com/gofiber/fiber/v2"
 
 	"github.com/runyard/runyard/libs/access"
+	"github.com/runyard/runyard/libs/pipeline"
+	"github.com/runyard/runyard/libs/run"
 	"github.com/runyard/runyard/libs/store"
 )
 
@@ -116,5 +120,42 @@ func (g *Gateway) updateTeam(c *fiber.Ctx) error {
 
 // deleteTeam answers DELETE /api/v1.0/spaces/:slug/teams/:team_id: 204.
 func (g *Gateway) deleteTeam(c *fiber.Ctx) error {
-	return deleteSpaceRecord(g, c, access.RoleEditor, "team_id", "team", g.store.DeleteTeam)
+	return deleteSpaceRecord(g, c, access.RoleEditor, "team_id", "team", g.deleteTeamAndAssignments)
+}
+
+// deleteTeamAndAssignments deletes a team, then clears it from the space's pipelines, so no
+// pipeline names a team that no longer exists. The team goes first: from then on an
+// assignment to it is refused, so the clearing pass cannot miss a newcomer.
+func (g *Gateway) deleteTeamAndAssignments(ctx context.Context, space, id string) error {
+	if err := g.store.DeleteTeam(ctx, space, id); err != nil {
+		return err
+	}
+	f := store.PipelineFilter{Space: space, TeamID: id}
+	for {
+		ps, _, err := g.store.ListPipelinesFiltered(ctx, f, store.Page{Limit: 100})
+		if err != nil {
+			return fmt.Errorf("gateway: pipelines of deleted team %s: %w", id, err)
+		}
+		cleared := 0
+		for i := range ps {
+			p, err := g.store.UpdatePipeline(ctx, space, ps[i].UUID, func(p *pipeline.Pipeline) error {
+				if p.TeamID != id {
+					return run.ErrNoChange
+				}
+				p.TeamID = ""
+				return nil
+			})
+			switch {
+			case err == nil:
+				cleared++
+				g.announcePipeline(ctx, p)
+			case errors.Is(err, run.ErrNoChange), errors.Is(err, store.ErrNotFound):
+			default:
+				return fmt.Errorf("gateway: clear deleted team %s from pipeline %s: %w", id, ps[i].UUID, err)
+			}
+		}
+		if cleared == 0 { // none left, or only ones that moved on meanwhile
+			return nil
+		}
+	}
 }

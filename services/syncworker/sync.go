@@ -218,6 +218,7 @@ func (s *syncer) syncDAGs(ctx context.Context, client *airflow.Client) (map[stri
 			if err != nil {
 				return err
 			}
+			s.pipelineChanged(ctx, o, p)
 			uuids[d.DAGID] = p.UUID
 			s.add(func(j *connector.SyncJob) { j.DAGs.Add(o) })
 		}
@@ -244,6 +245,7 @@ func (s *syncer) syncDAGs(ctx context.Context, client *airflow.Client) (map[stri
 			if err != nil {
 				return nil, err
 			}
+			s.pipelineChanged(ctx, o, &p)
 			if o == connector.Updated {
 				s.add(func(j *connector.SyncJob) { j.DAGs.Updated++ })
 			}
@@ -253,6 +255,13 @@ func (s *syncer) syncDAGs(ctx context.Context, client *airflow.Client) (map[stri
 		}
 	}
 	return uuids, nil
+}
+
+// pipelineChanged announces a mirrored pipeline the sync created or changed.
+func (s *syncer) pipelineChanged(ctx context.Context, o connector.Outcome, p *pipeline.Pipeline) {
+	if o == connector.Created || o == connector.Updated {
+		s.w.publish(ctx, natsbus.PipelineUpdatedSubject(p.Space, p.UUID), event.PipelineUpdated(p))
+	}
 }
 
 // pagesInFlight is how many pages of runs a sync handles at once: while one page's writes

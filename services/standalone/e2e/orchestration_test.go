@@ -13,7 +13,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/runyard/runyard/libs/mongostore"
+	"github.com/runyard/runyard/libs/natsbus"
 	"github.com/runyard/runyard/libs/pipeline"
 	"github.com/runyard/runyard/libs/run"
 	"github.com/runyard/runyard/libs/sqlitestore"
@@ -639,5 +642,70 @@ func TestOrchestrationTriggerAnswersLate(t *testing.T) {
 	if r := e.qh("POST", orch+"/pipelines/etl/trigger", adminKey, nil, "Idempotency-Key", strings.Repeat("k", 256)); r.Status != 400 ||
 		!strings.Contains(fmt.Sprint(r.Obj["detail"]), "Idempotency-Key") {
 		t.Fatalf("overlong key = %d %s", r.Status, r.Raw)
+	}
+}
+
+// TestOrchestrationPipelineUpdatedEvents: every change of a pipeline's definition or
+// governance is announced as pipeline.updated on the pipeline's subject, and deleting a team
+// clears it from the pipelines it owned, with an event each.
+func TestOrchestrationPipelineUpdatedEvents(t *testing.T) {
+	t.Parallel()
+	e := start(t, nil)
+	editorID, editorKey := e.newUser("editor")
+	e.newSpace("fin")
+	e.setRole(adminKey, "fin", editorID, "editor")
+
+	nc, err := nats.Connect(e.natsURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	sub, err := nc.SubscribeSync(natsbus.PipelineUpdatedSubject("fin", "etl"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	next := func(what string) map[string]any {
+		t.Helper()
+		m, err := sub.NextMsg(10 * time.Second)
+		if err != nil {
+			t.Fatalf("no pipeline.updated after %s: %v", what, err)
+		}
+		var ev map[string]any
+		if err := json.Unmarshal(m.Data, &ev); err != nil {
+			t.Fatal(err)
+		}
+		if ev["type"] != "pipeline.updated" || ev["space"] != "fin" || obj(ev, "pipeline")["uuid"] != "etl" {
+			t.Fatalf("after %s: event %v", what, ev)
+		}
+		return obj(ev, "pipeline")
+	}
+
+	e.must(200, e.call("POST", "/api/pipelines?space=fin", map[string]any{"pipeline": map[string]any{"uuid": "etl", "blocks": []any{block("a", noop)}}}))
+	next("create")
+	e.must(200, e.call("PUT", "/api/pipelines/etl?space=fin", map[string]any{"pipeline": map[string]any{"description": "nightly"}}))
+	if p := next("update"); p["description"] != "nightly" {
+		t.Fatalf("updated pipeline in the event = %v", p)
+	}
+	orch := "/api/v1.0/spaces/fin/orchestration/pipelines/etl"
+	e.qmust(200, e.q("PATCH", orch+"/criticality", editorKey, map[string]any{"criticality": "high"}))
+	if p := next("criticality"); p["criticality"] != "high" {
+		t.Fatalf("pipeline in the criticality event = %v", p)
+	}
+	team := e.qmust(201, e.q("POST", "/api/v1.0/spaces/fin/teams", editorKey, map[string]any{"name": "Data"})).Obj["id"].(string)
+	e.qmust(200, e.q("PATCH", orch+"/team", editorKey, map[string]any{"team_id": team}))
+	if p := next("team"); p["team_id"] != team {
+		t.Fatalf("pipeline in the team event = %v", p)
+	}
+
+	// The team goes: the pipeline no longer names it.
+	e.qmust(204, e.q("DELETE", "/api/v1.0/spaces/fin/teams/"+team, editorKey, nil))
+	if p := next("team deletion"); p["team_id"] != nil {
+		t.Fatalf("pipeline after its team was deleted = %v", p)
+	}
+	if got := e.qmust(200, e.q("GET", orch, editorKey, nil)).Obj["team_id"]; got != nil {
+		t.Fatalf("team_id after the team was deleted = %v", got)
 	}
 }
