@@ -205,3 +205,29 @@ func (b *Bus) WaitReply(commandID string) (<-chan command.Reply, func(), error) 
 	}
 	return ch, func() { _ = sub.Unsubscribe() }, nil
 }
+
+// EventPublisher publishes one event.
+type EventPublisher interface {
+	PublishEvent(ctx context.Context, subject string, ev event.Event) error
+}
+
+// PublishEventRetrying publishes ev up to attempts times, waiting a little longer after each
+// failure, each try bounded by perTry; it returns the last error. ctx's cancellation does not
+// stop it: the event's write has happened, so its announcement is owed. The event id is the
+// message id, so a retry of a publish that did land is dropped as a duplicate.
+func PublishEventRetrying(ctx context.Context, p EventPublisher, subject string, ev event.Event, attempts int, perTry time.Duration) error {
+	ctx = context.WithoutCancel(ctx)
+	var err error
+	for attempt := range max(attempts, 1) {
+		if attempt > 0 {
+			time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
+		}
+		actx, cancel := context.WithTimeout(ctx, perTry)
+		err = p.PublishEvent(actx, subject, ev)
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	return err
+}

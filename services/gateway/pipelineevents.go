@@ -19,20 +19,8 @@ const pipelinePublishAttempts = 3
 // announcePipeline publishes pipeline.updated for p as stored. The event id is the pipeline
 // and its version, so a retried publish is dropped by the stream's duplicate window.
 func (g *Gateway) announcePipeline(ctx context.Context, p *pipeline.Pipeline) {
-	ctx = context.WithoutCancel(ctx)
 	ev := event.PipelineUpdated(p)
-	subject := natsbus.PipelineUpdatedSubject(p.Space, p.UUID)
-	var err error
-	for attempt := range pipelinePublishAttempts {
-		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 50 * time.Millisecond)
-		}
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		err = g.bus.PublishEvent(actx, subject, ev)
-		cancel()
-		if err == nil {
-			return
-		}
+	if err := natsbus.PublishEventRetrying(ctx, g.bus, natsbus.PipelineUpdatedSubject(p.Space, p.UUID), ev, pipelinePublishAttempts, 2*time.Second); err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Str("event_id", ev.ID).Str(logging.KeySpace, p.Space).Msg("pipeline.updated not published")
 	}
-	zerolog.Ctx(ctx).Error().Err(err).Str("event_id", ev.ID).Str(logging.KeySpace, p.Space).Msg("pipeline.updated not published")
 }

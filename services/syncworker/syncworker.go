@@ -290,20 +290,9 @@ var errNoSecretKey = errors.New("syncworker: no RUNYARD_SECRET_KEY is configured
 // publish appends an event, retrying briefly; an event that cannot be published is logged
 // with its id, never dropped silently.
 func (w *Worker) publish(ctx context.Context, subject string, ev event.Event) {
-	ctx = context.WithoutCancel(ctx)
-	var err error
-	for attempt := range 4 {
-		if attempt > 0 {
-			time.Sleep(time.Duration(attempt) * 100 * time.Millisecond)
-		}
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err = w.bus.PublishEvent(actx, subject, ev)
-		cancel()
-		if err == nil {
-			return
-		}
+	if err := natsbus.PublishEventRetrying(ctx, w.bus, subject, ev, 4, 5*time.Second); err != nil {
+		zerolog.Ctx(ctx).Error().Err(err).Str("event_id", ev.ID).Str(logging.KeySubject, subject).Msg("event not published")
 	}
-	zerolog.Ctx(ctx).Error().Err(err).Str("event_id", ev.ID).Str(logging.KeySubject, subject).Msg("event not published")
 }
 
 func (w *Worker) emitRun(ctx context.Context, r *run.PipelineRun) {
