@@ -204,9 +204,25 @@ func (s *Store) adoptLegacyAPIKeys(ctx context.Context) error {
 	return nil
 }
 
-// errWrongSpace stops UpdateTeam's closure on a team of another space, which is answered as
+// errWrongSpace stops an update closure on a record of another space, which is answered as
 // not found.
-var errWrongSpace = errors.New("team of another space")
+var errWrongSpace = errors.New("record of another space")
+
+// updateInSpace is update for records whose ids are global but which the caller reaches
+// through a space: a record of another space is not found.
+func updateInSpace[T any](ctx context.Context, s *Store, col, id, space, what string, spaceOf func(*T) string,
+	version func(*T) *int64, touch func(*T, time.Time), fn func(*T) error) (*T, error) {
+	r, err := update(ctx, s.locks, s.db.Collection(col), id, what, version, touch, func(r *T) error {
+		if spaceOf(r) != space {
+			return errWrongSpace
+		}
+		return fn(r)
+	})
+	if errors.Is(err, errWrongSpace) {
+		return nil, mapErr(errNoDocuments, what)
+	}
+	return r, err
+}
 
 // CreateTeam inserts t; a team with the same name in the space is ErrDuplicate.
 func (s *Store) CreateTeam(ctx context.Context, t *access.Team) error {
@@ -231,21 +247,9 @@ func (s *Store) ListTeams(ctx context.Context, space string, pg store.Page) ([]a
 // UpdateTeam applies fn to the stored team and writes the result if fn returns nil; a new
 // name that another team of the space has is ErrDuplicate (the unique index on space+name).
 func (s *Store) UpdateTeam(ctx context.Context, space, id string, fn func(*access.Team) error) (*access.Team, error) {
-	what := "update team " + id
-	t, err := update(ctx, s.locks, s.db.Collection(colTeams), id, what,
+	return updateInSpace(ctx, s, colTeams, id, space, "update team "+id, func(t *access.Team) string { return t.Space },
 		func(t *access.Team) *int64 { return &t.Version },
-		func(t *access.Team, now time.Time) { t.UpdatedAt = now },
-		func(t *access.Team) error {
-			// Ids are global; the team must be of the space the caller acts in.
-			if t.Space != space {
-				return errWrongSpace
-			}
-			return fn(t)
-		})
-	if errors.Is(err, errWrongSpace) {
-		return nil, mapErr(errNoDocuments, what)
-	}
-	return t, err
+		func(t *access.Team, now time.Time) { t.UpdatedAt = now }, fn)
 }
 
 // DeleteTeam removes the team id of space.

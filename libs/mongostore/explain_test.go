@@ -12,22 +12,30 @@ import (
 	"github.com/runyard/runyard/libs/testenv"
 )
 
+// openForPlans opens a store on the test MongoDB for query-plan checks, and skips the test
+// on FerretDB, which answers explain with its SQLite plan, not MongoDB's.
+func openForPlans(t *testing.T) (context.Context, *Store) {
+	t.Helper()
+	uri, db := testenv.Mongo(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	s, err := Open(ctx, uri, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close(ctx) })
+	if s.ServerLacksAtomicWrites() {
+		t.Skip("capability: FerretDB does not report MongoDB query plans; this check runs against MongoDB (RUNYARD_TEST_MONGO_URI or make test-docker)")
+	}
+	return ctx, s
+}
+
 // TestListQueriesUseIndexes asks the server to explain every list query the APIs serve and
 // fails on a collection scan or an in-memory sort. FerretDB 1.x answers explain with its
 // SQLite plan, not MongoDB's, so there the check is declared unsupported.
 func TestListQueriesUseIndexes(t *testing.T) {
 	t.Parallel()
-	uri, db := testenv.Mongo(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	s, err := Open(ctx, uri, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
-	if s.ServerLacksAtomicWrites() {
-		t.Skip("capability: FerretDB does not report MongoDB query plans; this check runs against MongoDB (RUNYARD_TEST_MONGO_URI or make test-docker)")
-	}
+	ctx, s := openForPlans(t)
 	runSort := bson.D{{Key: "execution_date", Value: -1}, {Key: "_id", Value: -1}}
 	queries := []struct {
 		col    string

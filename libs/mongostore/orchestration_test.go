@@ -1,7 +1,6 @@
 package mongostore
 
 import (
-	"context"
 	"fmt"
 	"strings"
 	"testing"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/runyard/runyard/libs/pipeline"
 	"github.com/runyard/runyard/libs/store"
-	"github.com/runyard/runyard/libs/testenv"
 )
 
 // TestOrchestrationQueriesUseIndexes asks the server to explain the orchestration lists: a
@@ -19,17 +17,7 @@ import (
 // Like TestListQueriesUseIndexes it needs MongoDB's query plans, which FerretDB does not give.
 func TestOrchestrationQueriesUseIndexes(t *testing.T) {
 	t.Parallel()
-	uri, db := testenv.Mongo(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	s, err := Open(ctx, uri, db)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Close(ctx)
-	if s.ServerLacksAtomicWrites() {
-		t.Skip("capability: FerretDB does not report MongoDB query plans; this check runs against MongoDB (RUNYARD_TEST_MONGO_URI or make test-docker)")
-	}
+	ctx, s := openForPlans(t)
 	type query struct {
 		col    string
 		filter bson.M

@@ -2,7 +2,6 @@ package mongostore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
@@ -48,21 +47,9 @@ func (s *Store) ActiveWebhooks(ctx context.Context, space string) ([]webhook.Sub
 
 // UpdateWebhook applies fn to the stored webhook and writes the result if fn returns nil.
 func (s *Store) UpdateWebhook(ctx context.Context, space, id string, fn func(*webhook.Subscription) error) (*webhook.Subscription, error) {
-	what := "update webhook " + id
-	w, err := update(ctx, s.locks, s.db.Collection(colWebhooks), id, what,
+	return updateInSpace(ctx, s, colWebhooks, id, space, "update webhook "+id, func(w *webhook.Subscription) string { return w.Space },
 		func(w *webhook.Subscription) *int64 { return &w.Version },
-		func(w *webhook.Subscription, now time.Time) { w.UpdatedAt = now },
-		func(w *webhook.Subscription) error {
-			// Ids are global; the webhook must be of the space the caller acts in.
-			if w.Space != space {
-				return errWrongSpace
-			}
-			return fn(w)
-		})
-	if errors.Is(err, errWrongSpace) {
-		return nil, mapErr(errNoDocuments, what)
-	}
-	return w, err
+		func(w *webhook.Subscription, now time.Time) { w.UpdatedAt = now }, fn)
 }
 
 // DeleteWebhook removes the webhook id of space, then its deliveries. Without transactions

@@ -65,21 +65,7 @@ func TestOrchestrationQueriesUseIndexes(t *testing.T) {
 		queries[name+" (count)"] = query{countRunsQuery(f, w), w.args}
 	}
 	for name, q := range queries {
-		rows, err := s.r.Query("EXPLAIN QUERY PLAN "+q.q, q.args...)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		joined := strings.Join(plan, "; ")
+		joined := queryPlan(t, s, name, q.q, q.args...)
 		for _, bad := range []string{"SCAN pipeline_runs", "SCAN pipelines", "SCAN watches", "SCAN pipeline_owners", "SCAN pipeline_search", "USE TEMP B-TREE"} {
 			if strings.Contains(joined, bad) {
 				t.Errorf("%s is not answered by an index: %s", name, joined)

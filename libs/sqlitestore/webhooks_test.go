@@ -21,21 +21,7 @@ func TestWebhookQueriesUseIndexes(t *testing.T) {
 		"due deliveries of some hooks": {dueDeliveriesQuery(2, 32), []any{1, 1, "a", "b"}},
 	}
 	for name, q := range queries {
-		rows, err := s.r.Query("EXPLAIN QUERY PLAN "+q.q, q.args...)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		var plan []string
-		for rows.Next() {
-			var id, parent, unused int
-			var detail string
-			if err := rows.Scan(&id, &parent, &unused, &detail); err != nil {
-				t.Fatal(err)
-			}
-			plan = append(plan, detail)
-		}
-		rows.Close()
-		joined := strings.Join(plan, "; ")
+		joined := queryPlan(t, s, name, q.q, q.args...)
 		// Walking the partial index of unfinished deliveries is the point of it.
 		joined = strings.ReplaceAll(joined, "SCAN webhook_deliveries USING INDEX webhook_deliveries_due", "partial index webhook_deliveries_due")
 		for _, bad := range []string{"SCAN webhooks", "SCAN webhook_deliveries", "USE TEMP B-TREE"} {

@@ -19,8 +19,9 @@ type qres struct {
 	List   []any
 }
 
-// q calls the Qarion-compatible API with key as a bearer token; an empty key sends none.
-func (e *env) q(method, path, key string, body any) qres {
+// q calls the Qarion-compatible API with key as a bearer token (an empty key sends none),
+// adding headers given as name, value pairs.
+func (e *env) q(method, path, key string, body any, headers ...string) qres {
 	e.t.Helper()
 	var rd io.Reader
 	switch b := body.(type) {
@@ -41,6 +42,9 @@ func (e *env) q(method, path, key string, body any) qres {
 	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
 	}
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {

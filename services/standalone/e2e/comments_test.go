@@ -1,12 +1,9 @@
 package e2e_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -301,7 +298,7 @@ func TestCommentsIdempotencyKey(t *testing.T) {
 	e := start(t, nil)
 	s := newCommentSetup(e)
 	post := func(key, body string) qres {
-		return e.qWith("POST", runComments(s.run), s.editorKey, map[string]any{"body": body}, "Idempotency-Key", key)
+		return e.q("POST", runComments(s.run), s.editorKey, map[string]any{"body": body}, "Idempotency-Key", key)
 	}
 	first := e.qmust(201, post("k-1", "once")).Obj
 	again := e.qmust(201, post("k-1", "once")).Obj
@@ -318,7 +315,7 @@ func TestCommentsIdempotencyKey(t *testing.T) {
 	}
 	id := first["id"].(string)
 	edit := func(key, body string) qres {
-		return e.qWith("PATCH", commentPath(id), s.editorKey, map[string]any{"body": body}, "Idempotency-Key", key)
+		return e.q("PATCH", commentPath(id), s.editorKey, map[string]any{"body": body}, "Idempotency-Key", key)
 	}
 	e.qmust(200, edit("e-1", "edit one"))
 	e.qmust(200, edit("e-2", "edit two"))
@@ -326,49 +323,13 @@ func TestCommentsIdempotencyKey(t *testing.T) {
 	if r := e.qmust(200, edit("e-1", "edit one")).Obj; r["body"] != "edit two" {
 		t.Fatalf("a repeated edit answered %v", r)
 	}
-	del := func() qres { return e.qWith("DELETE", commentPath(id), s.editorKey, nil, "Idempotency-Key", "d-1") }
+	del := func() qres { return e.q("DELETE", commentPath(id), s.editorKey, nil, "Idempotency-Key", "d-1") }
 	e.qmust(204, del())
 	e.qmust(204, del()) // the comment is gone, the answer is the first one's
 	e.detail(e.q("DELETE", commentPath(id), s.editorKey, nil), 404, "not found")
-	if got := e.locs(e.qWith("POST", runComments(s.run), s.editorKey, map[string]any{"body": "x"}, "Idempotency-Key", strings.Repeat("k", 256))); !strings.Contains(fmt.Sprint(got), "Idempotency-Key") {
+	if got := e.locs(e.q("POST", runComments(s.run), s.editorKey, map[string]any{"body": "x"}, "Idempotency-Key", strings.Repeat("k", 256))); !strings.Contains(fmt.Sprint(got), "Idempotency-Key") {
 		t.Fatalf("a long key located at %v", got)
 	}
-}
-
-// qWith is q with one more request header; a 204 has no body.
-func (e *env) qWith(method, path, key string, body any, header, value string) qres {
-	e.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		data, err := json.Marshal(body)
-		if err != nil {
-			e.t.Fatal(err)
-		}
-		rd = bytes.NewReader(data)
-	}
-	req, err := http.NewRequest(method, e.base+path, rd)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set(header, value)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	out := qres{Status: res.StatusCode, Raw: raw, Header: res.Header}
-	if len(raw) > 0 {
-		if err := json.Unmarshal(raw, &out.Obj); err != nil {
-			e.t.Fatalf("%s %s: body is not a JSON object: %s", method, path, raw)
-		}
-	}
-	return out
 }
 
 // TestCommentCommandsDeliveredTwice publishes comment commands on JetStream as a gateway

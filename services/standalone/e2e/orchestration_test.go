@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"net/url"
 	"slices"
 	"strings"
@@ -419,7 +417,7 @@ func testOrchestrationTriggerRunsAndMetrics(t *testing.T, e *env) {
 	again := e.qmust(201, e.q("POST", trigger, editorKey, body))
 	e.waitOrchestrationRun(viewerKey, int64(again.Obj["id"].(float64)))
 	keyed := func() qres {
-		return e.qmust(201, e.qh("POST", trigger, editorKey, body, "Idempotency-Key", "deploy-42"))
+		return e.qmust(201, e.q("POST", trigger, editorKey, body, "Idempotency-Key", "deploy-42"))
 	}
 	k1 := keyed()
 	k2 := keyed()
@@ -584,36 +582,6 @@ func (e *env) pipelineScheduleIn(space, uuid string) (int64, string) {
 	return num(s, "id"), s["token"].(string)
 }
 
-// qh is q with one more request header.
-func (e *env) qh(method, path, key string, body any, header, value string) qres {
-	e.t.Helper()
-	data, err := json.Marshal(body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req, err := http.NewRequest(method, e.base+path, bytes.NewReader(data))
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+key)
-	req.Header.Set(header, value)
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	raw, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	out := qres{Status: res.StatusCode, Raw: raw, Header: res.Header}
-	if err := json.Unmarshal(raw, &out.Obj); err != nil {
-		e.t.Fatalf("%s %s: body is not a JSON object: %s", method, path, raw)
-	}
-	return out
-}
-
 // TestOrchestrationTriggerAnswersLate: a trigger whose run the executor has not reported
 // within the command wait is answered 202 with the command to poll; the same Idempotency-Key
 // then answers 201 with that command's run.
@@ -622,7 +590,7 @@ func TestOrchestrationTriggerAnswersLate(t *testing.T) {
 	e := start(t, map[string]string{"RUNYARD_COMMAND_WAIT": "1ns"})
 	e.newSpace("fin")
 	e.must(200, e.call("POST", "/api/pipelines?space=fin", map[string]any{"pipeline": map[string]any{"uuid": "etl", "blocks": []any{block("a", noop)}}}))
-	late := e.qh("POST", orch+"/pipelines/etl/trigger", adminKey, map[string]any{"note": "late"}, "Idempotency-Key", "k-1")
+	late := e.q("POST", orch+"/pipelines/etl/trigger", adminKey, map[string]any{"note": "late"}, "Idempotency-Key", "k-1")
 	cmd := obj(late.Obj, "command")
 	if late.Status != 202 || cmd["status"] != "pending" || cmd["url"] != "/api/commands/"+fmt.Sprint(cmd["id"]) {
 		t.Fatalf("late trigger = %d %s", late.Status, late.Raw)
@@ -635,11 +603,11 @@ func TestOrchestrationTriggerAnswersLate(t *testing.T) {
 		}
 		return c["status"] == "succeeded"
 	})
-	again := e.qh("POST", orch+"/pipelines/etl/trigger", adminKey, map[string]any{"note": "late"}, "Idempotency-Key", "k-1")
+	again := e.q("POST", orch+"/pipelines/etl/trigger", adminKey, map[string]any{"note": "late"}, "Idempotency-Key", "k-1")
 	if again.Status != 201 || again.Obj["id"] != runID || again.Obj["note"] != "late" {
 		t.Fatalf("the same key after the run was made = %d %s, want run %v", again.Status, again.Raw, runID)
 	}
-	if r := e.qh("POST", orch+"/pipelines/etl/trigger", adminKey, nil, "Idempotency-Key", strings.Repeat("k", 256)); r.Status != 400 ||
+	if r := e.q("POST", orch+"/pipelines/etl/trigger", adminKey, nil, "Idempotency-Key", strings.Repeat("k", 256)); r.Status != 400 ||
 		!strings.Contains(fmt.Sprint(r.Obj["detail"]), "Idempotency-Key") {
 		t.Fatalf("overlong key = %d %s", r.Status, r.Raw)
 	}
